@@ -1,0 +1,40 @@
+//! Compiles every folder under templates/certificates/ into the binary, so shipped certificate
+//! templates need no code change and the program runs from any working directory.
+
+use std::fmt::Write;
+use std::path::Path;
+
+fn main() {
+    let root = Path::new("templates/certificates");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut out = String::from("/// Shipped templates: (name, [(file name, bytes)]).\npub static SHIPPED: &[(&str, &[(&str, &[u8])])] = &[\n");
+    let mut dirs: Vec<_> = std::fs::read_dir(root)
+        .expect("templates/certificates exists")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        println!("cargo:rerun-if-changed={}", dir.display());
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        write!(out, "    ({name:?}, &[").unwrap();
+        for file in files {
+            println!("cargo:rerun-if-changed={}", file.display());
+            let abs = std::fs::canonicalize(&file).unwrap();
+            let fname = file.file_name().unwrap().to_string_lossy().into_owned();
+            write!(out, "({fname:?}, include_bytes!({:?})), ", abs.display().to_string()).unwrap();
+        }
+        out.push_str("]),\n");
+    }
+    out.push_str("];\n");
+    let dest = Path::new(&std::env::var("OUT_DIR").unwrap()).join("shipped_templates.rs");
+    std::fs::write(dest, out).unwrap();
+}

@@ -1,0 +1,56 @@
+//! `certportal bench …`: figures for the speed and size targets, printed for the issue notes.
+
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+
+use crate::config::Settings;
+use crate::render::{CertificateData, Renderer};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Median time per certificate (PDF + QR PNG) and PDF size.
+    Render {
+        #[arg(long, default_value_t = 300)]
+        iterations: usize,
+    },
+}
+
+pub async fn run(settings: &Settings, what: BenchCommand) -> anyhow::Result<()> {
+    match what {
+        BenchCommand::Render { iterations } => render(settings, iterations),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn render(settings: &Settings, iterations: usize) -> anyhow::Result<()> {
+    let renderer = Renderer::new(settings.templates_dir.as_deref())?;
+    let base = CertificateData::sample();
+    // Warm-up: font parsing happens once per process.
+    renderer.render("2026-Сертификат", &base)?;
+    let mut times = Vec::with_capacity(iterations);
+    let mut sizes = Vec::with_capacity(iterations);
+    for i in 0..iterations.max(1) {
+        let mut data = base.clone();
+        data.number = 100_000 + i as u64;
+        let start = Instant::now();
+        let r = renderer.render("2026-Сертификат", &data)?;
+        times.push(start.elapsed());
+        sizes.push(r.pdf.len());
+    }
+    times.sort();
+    sizes.sort();
+    println!("bench render: {} certificates of 2026-Сертификат (PDF + QR PNG)", times.len());
+    println!("  median {:.2} ms, p90 {:.2} ms, max {:.2} ms", ms(percentile(&times, 0.5)), ms(percentile(&times, 0.9)), ms(*times.last().unwrap_or(&Duration::ZERO)));
+    println!("  PDF size median {:.1} KB, max {:.1} KB", sizes[sizes.len() / 2] as f64 / 1024.0, *sizes.last().unwrap_or(&0) as f64 / 1024.0);
+    println!("  targets: <= 3 ms, <= 40 KB");
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,296 @@
+//! JSON-over-POST client for a Bitrix24 incoming webhook (`https://<portal>/rest/<user>/<secret>/`).
+//! It paces itself with a leaky bucket, parses the documented envelopes defensively (an overloaded
+//! portal may answer HTML), and retries what is safe to retry. The webhook URL holds a secret and is
+//! never logged: reqwest errors are stripped of their URL.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::limiter::LeakyBucket;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BitrixError {
+    /// The portal answered with a documented error envelope.
+    #[error("Bitrix24 {method}: HTTP {status} {code}: {description}")]
+    Api {
+        method: String,
+        status: u16,
+        code: String,
+        description: String,
+    },
+    #[error("Bitrix24 {method}: {message}")]
+    Transport { method: String, message: String },
+    /// A body that is not the JSON envelope (e.g. an nginx HTML page under load).
+    #[error("Bitrix24 {method}: unexpected HTTP {status} answer: {snippet}")]
+    Unexpected {
+        method: String,
+        status: u16,
+        snippet: String,
+    },
+}
+
+impl BitrixError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Worth trying again later: limits, server faults, network trouble.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Api { status, code, .. } => {
+                *status >= 500
+                    || *status == 429
+                    || matches!(
+                        code.as_str(),
+                        "QUERY_LIMIT_EXCEEDED"
+                            | "OPERATION_TIME_LIMIT"
+                            | "INTERNAL_SERVER_ERROR"
+                            | "ERROR_UNEXPECTED_ANSWER"
+                    )
+            }
+            Self::Transport { .. } => true,
+            Self::Unexpected { status, .. } => *status >= 500 || *status == 429 || *status == 200,
+        }
+    }
+
+    /// The request was refused before the portal acted on it, so repeating it is always safe.
+    fn was_refused(&self) -> bool {
+        matches!(self.code(), Some("QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT"))
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.code(), Some("NOT_FOUND" | "OWNER_NOT_FOUND"))
+    }
+}
+
+/// Whether a call may be repeated after a timeout or server fault (the portal may have applied it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotent {
+    Yes,
+    No,
+}
+
+/// Counters for `/metrics` and the benchmarks.
+#[derive(Debug, Default)]
+pub struct BitrixStats {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    pub limit_hits: AtomicU64,
+    pub latency_micros: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct BitrixClient {
+    http: reqwest::Client,
+    base: Arc<SecretString>,
+    limiter: Arc<LeakyBucket>,
+    stats: Arc<BitrixStats>,
+    max_retries: u32,
+}
+
+impl std::fmt::Debug for BitrixClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BitrixClient { base: <redacted> }")
+    }
+}
+
+impl BitrixClient {
+    pub fn new(
+        webhook_url: &SecretString,
+        rate: f64,
+        burst: u32,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut base = webhook_url.expose_secret().trim().to_string();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("certportal/", env!("CARGO_PKG_VERSION")))
+            // A 302 means the portal moved; following it blindly could leak the secret elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self {
+            http,
+            base: Arc::new(SecretString::from(base)),
+            limiter: Arc::new(LeakyBucket::new(rate, burst)),
+            stats: Arc::new(BitrixStats::default()),
+            max_retries: 4,
+        })
+    }
+
+    pub fn with_max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    pub fn stats(&self) -> &BitrixStats {
+        &self.stats
+    }
+
+    pub fn limiter(&self) -> &LeakyBucket {
+        &self.limiter
+    }
+
+    /// Calls `method` and returns the whole envelope (`result`, `total`, `next`, `time`).
+    pub async fn call(
+        &self,
+        method: &str,
+        params: &Value,
+        idempotent: Idempotent,
+    ) -> Result<Value, BitrixError> {
+        let mut attempt = 0;
+        loop {
+            self.limiter.acquire().await;
+            let result = self.call_once(method, params).await;
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            let retry = err.is_transient()
+                && attempt < self.max_retries
+                && (idempotent == Idempotent::Yes || err.was_refused());
+            if !retry {
+                return Err(err);
+            }
+            let delay = match err.code() {
+                Some("QUERY_LIMIT_EXCEEDED") => {
+                    self.stats.limit_hits.fetch_add(1, Ordering::Relaxed);
+                    let pause = Duration::from_millis(1000).mul_f64(1.5f64.powi(attempt as i32));
+                    self.limiter.back_off(pause);
+                    jitter(pause)
+                }
+                Some("OPERATION_TIME_LIMIT") => {
+                    self.stats.limit_hits.fetch_add(1, Ordering::Relaxed);
+                    Duration::from_secs(10)
+                }
+                _ => jitter(Duration::from_millis(500) * 2u32.pow(attempt)),
+            };
+            tracing::warn!(method, attempt, error = %err, "Bitrix24 call failed; retrying in {delay:?}");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// `call` for methods whose interesting part is `result`.
+    pub async fn result(
+        &self,
+        method: &str,
+        params: &Value,
+        idempotent: Idempotent,
+    ) -> Result<Value, BitrixError> {
+        let mut envelope = self.call(method, params, idempotent).await?;
+        Ok(envelope
+            .get_mut("result")
+            .map(Value::take)
+            .unwrap_or(Value::Null))
+    }
+
+    async fn call_once(&self, method: &str, params: &Value) -> Result<Value, BitrixError> {
+        let started = Instant::now();
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let url = format!("{}{}", self.base.expose_secret(), method);
+        let response = self
+            .http
+            .post(url)
+            .header("Accept", "application/json")
+            .json(params)
+            .send()
+            .await
+            .map_err(|e| BitrixError::Transport {
+                method: method.to_string(),
+                message: e.without_url().to_string(),
+            })?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| BitrixError::Transport {
+            method: method.to_string(),
+            message: e.without_url().to_string(),
+        })?;
+        self.stats
+            .latency_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        parse_envelope(method, status, &body)
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    let factor = rand::rng().random_range(0.9..1.1);
+    d.mul_f64(factor)
+}
+
+/// Reads the documented envelopes: `{"result": …}` on success, `{"error", "error_description"}` on
+/// failure (any status), anything else is `Unexpected`.
+pub fn parse_envelope(method: &str, status: u16, body: &[u8]) -> Result<Value, BitrixError> {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    match parsed {
+        Some(v) if v.get("error").is_some() => {
+            let code = match &v["error"] {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            Err(BitrixError::Api {
+                method: method.to_string(),
+                status,
+                code,
+                description: v
+                    .get("error_description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+        }
+        Some(v) if (200..300).contains(&status) && v.get("result").is_some() => Ok(v),
+        _ => Err(BitrixError::Unexpected {
+            method: method.to_string(),
+            status,
+            snippet: String::from_utf8_lossy(&body[..body.len().min(120)])
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_envelopes_are_read() {
+        let ok = parse_envelope("m", 200, br#"{"result":{"item":{"id":1}},"time":{}}"#).unwrap();
+        assert_eq!(ok["result"]["item"]["id"], 1);
+        let err = parse_envelope(
+            "m",
+            503,
+            br#"{"error":"QUERY_LIMIT_EXCEEDED","error_description":"Too many requests"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), Some("QUERY_LIMIT_EXCEEDED"));
+        assert!(err.is_transient() && err.was_refused());
+        let err = parse_envelope("m", 400, br#"{"error":"NOT_FOUND","error_description":"x"}"#)
+            .unwrap_err();
+        assert!(err.is_not_found() && !err.is_transient());
+        let err = parse_envelope("m", 400, br#"{"error":100,"error_description":"x"}"#).unwrap_err();
+        assert_eq!(err.code(), Some("100"));
+    }
+
+    #[test]
+    fn an_html_page_under_load_is_a_transient_error() {
+        let err = parse_envelope("batch", 503, b"<html><body>502 Bad Gateway</body></html>")
+            .unwrap_err();
+        assert!(matches!(err, BitrixError::Unexpected { status: 503, .. }));
+        assert!(err.is_transient());
+    }
+}

@@ -1,0 +1,355 @@
+//! The CRM operations certportal performs, in the portal's vocabulary (API reference §9).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use super::client::{BitrixClient, BitrixError, Idempotent};
+use super::model::{Contact, Participant, as_text, as_u64, field};
+use crate::config::{FieldCodes, StageNames};
+
+/// Stage ids by role, per pipeline (category) of the participant type.
+#[derive(Debug, Clone, Default)]
+pub struct Stages {
+    pub generate: BTreeSet<String>,
+    pub sent: BTreeMap<i64, String>,
+    pub problem: BTreeMap<i64, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("{var}: no stage named {name:?} in any pipeline of the participant type")]
+    NotFound { var: &'static str, name: String },
+    #[error("{var}: pipeline {category} has two stages named {name:?}")]
+    Ambiguous {
+        var: &'static str,
+        name: String,
+        category: i64,
+    },
+    #[error("cannot read the participant stages from Bitrix24: {0}")]
+    Bitrix(#[from] BitrixError),
+}
+
+impl Stages {
+    /// The stage for `role` in the item's pipeline; with one pipeline known, that one.
+    pub fn target(map: &BTreeMap<i64, String>, category: Option<i64>) -> Option<&String> {
+        category
+            .and_then(|c| map.get(&c))
+            .or_else(|| (map.len() == 1).then(|| map.values().next()).flatten())
+    }
+}
+
+/// An event card's certificate settings, as stored (not yet validated).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventCard {
+    pub id: u64,
+    pub template: Option<String>,
+    pub title: Option<String>,
+    pub points: Option<String>,
+    pub letter: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Crm {
+    pub client: BitrixClient,
+    pub participant_type: u32,
+    pub event_type: u32,
+    pub fields: Arc<FieldCodes>,
+    /// Option texts of the event's list fields (`crm.item.fields`), loaded once.
+    event_field_options: Arc<OnceCell<BTreeMap<String, BTreeMap<String, String>>>>,
+}
+
+pub const CONTACT_TYPE: u32 = 3;
+
+impl Crm {
+    pub fn new(
+        client: BitrixClient,
+        participant_type: u32,
+        event_type: u32,
+        fields: FieldCodes,
+    ) -> Self {
+        Self {
+            client,
+            participant_type,
+            event_type,
+            fields: Arc::new(fields),
+            event_field_options: Arc::new(OnceCell::new()),
+        }
+    }
+
+    async fn get_item(&self, entity_type: u32, id: u64) -> Result<Option<Value>, BitrixError> {
+        let params = json!({"entityTypeId": entity_type, "id": id, "useOriginalUfNames": "Y"});
+        match self.client.result("crm.item.get", &params, Idempotent::Yes).await {
+            Ok(mut r) => Ok(r.get_mut("item").map(Value::take)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn participant_from(&self, item: &Value) -> Option<Participant> {
+        Participant::from_item(
+            item,
+            self.event_type,
+            &self.fields.participant_event,
+            &self.fields.participant_achievement,
+        )
+    }
+
+    pub async fn participant(&self, id: u64) -> Result<Option<Participant>, BitrixError> {
+        Ok(self
+            .get_item(self.participant_type, id)
+            .await?
+            .and_then(|item| self.participant_from(&item)))
+    }
+
+    /// Participants by id in one `crm.item.list` call (up to 50 ids).
+    pub async fn participants(&self, ids: &[u64]) -> Result<Vec<Participant>, BitrixError> {
+        let params = json!({"entityTypeId": self.participant_type, "filter": {"@id": ids},
+            "select": ["*"], "useOriginalUfNames": "Y", "start": -1});
+        let result = self.client.result("crm.item.list", &params, Idempotent::Yes).await?;
+        Ok(items_of(&result)
+            .iter()
+            .filter_map(|i| self.participant_from(i))
+            .collect())
+    }
+
+    pub async fn event(&self, id: u64) -> Result<Option<EventCard>, BitrixError> {
+        let Some(item) = self.get_item(self.event_type, id).await? else {
+            return Ok(None);
+        };
+        let f = &self.fields;
+        let mut card = EventCard {
+            id,
+            template: field(&item, &f.event_template).and_then(as_text),
+            title: field(&item, &f.event_title).and_then(as_text),
+            points: field(&item, &f.event_points).and_then(as_text),
+            letter: field(&item, &f.event_letter).and_then(as_text),
+        };
+        // A list field stores an option id; its text is in crm.item.fields.
+        if card.template.as_deref().is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit())) {
+            let options = self.event_field_options().await?;
+            if let Some(text) = card
+                .template
+                .as_ref()
+                .and_then(|id| options.get(&f.event_template)?.get(id))
+            {
+                card.template = Some(text.clone());
+            }
+        }
+        Ok(Some(card))
+    }
+
+    async fn event_field_options(
+        &self,
+    ) -> Result<&BTreeMap<String, BTreeMap<String, String>>, BitrixError> {
+        self.event_field_options
+            .get_or_try_init(|| async {
+                let params = json!({"entityTypeId": self.event_type, "useOriginalUfNames": "Y"});
+                let result = self.client.result("crm.item.fields", &params, Idempotent::Yes).await?;
+                let mut out = BTreeMap::new();
+                if let Some(fields) = result.get("fields").and_then(Value::as_object) {
+                    for (key, def) in fields {
+                        let name = def
+                            .get("upperName")
+                            .and_then(Value::as_str)
+                            .unwrap_or(key)
+                            .to_string();
+                        let Some(items) = def.get("items").and_then(Value::as_array) else {
+                            continue;
+                        };
+                        let options = items
+                            .iter()
+                            .filter_map(|o| {
+                                let id = o.get("ID").or_else(|| o.get("id")).and_then(as_text)?;
+                                let v = o.get("VALUE").or_else(|| o.get("value")).and_then(as_text)?;
+                                Some((id, v))
+                            })
+                            .collect();
+                        out.insert(name, options);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// Names and e-mails. `crm.item.get` first; the legacy `crm.contact.get` when that answer has no
+    /// full e-mail list (the flat helpers hold only the first address of each kind).
+    pub async fn contact(&self, id: u64) -> Result<Option<Contact>, BitrixError> {
+        let from_item = match self.get_item(CONTACT_TYPE, id).await {
+            Ok(Some(item)) => Some(Contact::from_item(&item)),
+            Ok(None) => return Ok(None),
+            Err(e) if e.is_transient() => return Err(e),
+            Err(_) => None,
+        };
+        if let Some(c) = from_item.as_ref().filter(|c| c.has_full_email_list) {
+            return Ok(Some(c.clone()));
+        }
+        let params = json!({"id": id});
+        match self.client.result("crm.contact.get", &params, Idempotent::Yes).await {
+            Ok(r) if r.is_object() => Ok(Some(Contact::from_legacy(&r))),
+            Ok(_) => Ok(from_item),
+            Err(e) if e.is_not_found() => Ok(from_item),
+            Err(e) if e.is_transient() => Err(e),
+            Err(_) => Ok(from_item),
+        }
+    }
+
+    /// Writes the QR into its field and moves the item, in one update.
+    pub async fn complete(
+        &self,
+        participant_id: u64,
+        stage_id: &str,
+        qr_png: &[u8],
+    ) -> Result<(), BitrixError> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(qr_png);
+        let mut fields = serde_json::Map::new();
+        fields.insert(
+            self.fields.participant_qr.clone(),
+            json!([format!("qr-{participant_id}.png"), b64]),
+        );
+        fields.insert("stageId".into(), json!(stage_id));
+        self.update(participant_id, Value::Object(fields)).await
+    }
+
+    pub async fn move_to(&self, participant_id: u64, stage_id: &str) -> Result<(), BitrixError> {
+        self.update(participant_id, json!({"stageId": stage_id})).await
+    }
+
+    async fn update(&self, participant_id: u64, fields: Value) -> Result<(), BitrixError> {
+        let params = json!({"entityTypeId": self.participant_type, "id": participant_id,
+            "useOriginalUfNames": "Y", "fields": fields});
+        self.client
+            .call("crm.item.update", &params, Idempotent::Yes)
+            .await
+            .map(drop)
+    }
+
+    /// A timeline comment on the participant, where staff will see it.
+    pub async fn comment(&self, participant_id: u64, text: &str) -> Result<(), BitrixError> {
+        let params = json!({"fields": {"ENTITY_ID": participant_id,
+            "ENTITY_TYPE": format!("DYNAMIC_{}", self.participant_type), "COMMENT": text}});
+        self.client
+            .call("crm.timeline.comment.add", &params, Idempotent::No)
+            .await
+            .map(drop)
+    }
+
+    /// Ids of every participant sitting in one of `stage_ids`, by keyset paging.
+    pub async fn ids_in_stages(&self, stage_ids: &[String]) -> Result<Vec<u64>, BitrixError> {
+        let mut ids = Vec::new();
+        let mut last = 0u64;
+        loop {
+            let params = json!({"entityTypeId": self.participant_type,
+                "filter": {"@stageId": stage_ids, ">id": last}, "select": ["id"],
+                "order": {"id": "ASC"}, "start": -1});
+            let result = self.client.result("crm.item.list", &params, Idempotent::Yes).await?;
+            let page: Vec<u64> = items_of(&result)
+                .iter()
+                .filter_map(|i| i.get("id").and_then(as_u64))
+                .collect();
+            let full = page.len() >= 50;
+            match page.iter().max() {
+                Some(max) if *max > last => last = *max,
+                _ => break,
+            }
+            ids.extend(page);
+            if !full {
+                break;
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Resolves configured stage names (or STATUS_IDs, recognised by a ':') to ids per pipeline.
+    pub async fn resolve_stages(&self, names: &StageNames) -> Result<Stages, StageError> {
+        let all_ids = [&names.generate, &names.sent, &names.problem]
+            .iter()
+            .all(|n| n.contains(':'));
+        let statuses = if all_ids {
+            Vec::new()
+        } else {
+            self.stage_list().await?
+        };
+        let resolve = |var: &'static str, name: &str| -> Result<BTreeMap<i64, String>, StageError> {
+            if name.contains(':') {
+                let cat = super::model::category_of_stage(name).unwrap_or(0);
+                return Ok(BTreeMap::from([(cat, name.to_string())]));
+            }
+            let mut found: BTreeMap<i64, String> = BTreeMap::new();
+            for (cat, status_id, stage_name) in &statuses {
+                if stage_name.trim() == name.trim()
+                    && found.insert(*cat, status_id.clone()).is_some()
+                {
+                    return Err(StageError::Ambiguous {
+                        var,
+                        name: name.to_string(),
+                        category: *cat,
+                    });
+                }
+            }
+            if found.is_empty() {
+                return Err(StageError::NotFound {
+                    var,
+                    name: name.to_string(),
+                });
+            }
+            Ok(found)
+        };
+        Ok(Stages {
+            generate: resolve("BITRIX_STAGE_GENERATE", &names.generate)?
+                .into_values()
+                .collect(),
+            sent: resolve("BITRIX_STAGE_SENT", &names.sent)?,
+            problem: resolve("BITRIX_STAGE_PROBLEM", &names.problem)?,
+        })
+    }
+
+    /// (category, STATUS_ID, NAME) of every stage of every pipeline of the participant type.
+    async fn stage_list(&self) -> Result<Vec<(i64, String, String)>, BitrixError> {
+        let params = json!({"entityTypeId": self.participant_type});
+        let result = self.client.result("crm.category.list", &params, Idempotent::Yes).await?;
+        let mut categories: Vec<i64> = result
+            .get("categories")
+            .and_then(Value::as_array)
+            .map(|cs| cs.iter().filter_map(|c| c.get("id").and_then(as_u64)).map(|c| c as i64).collect())
+            .unwrap_or_default();
+        if categories.is_empty() {
+            categories.push(0);
+        }
+        let mut out = Vec::new();
+        for cat in categories {
+            let params = json!({"order": {"SORT": "ASC"},
+                "filter": {"ENTITY_ID": format!("DYNAMIC_{}_STAGE_{cat}", self.participant_type)}});
+            let result = self.client.result("crm.status.list", &params, Idempotent::Yes).await?;
+            for s in result.as_array().into_iter().flatten() {
+                let (Some(id), Some(name)) = (
+                    s.get("STATUS_ID").and_then(as_text),
+                    s.get("NAME").and_then(as_text),
+                ) else {
+                    continue;
+                };
+                let category = s
+                    .get("CATEGORY_ID")
+                    .and_then(as_u64)
+                    .map_or(cat, |c| c as i64);
+                out.push((category, id, name));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `result.items` of a list answer (an empty list may come as `[]` or be missing).
+pub fn items_of(result: &Value) -> Vec<Value> {
+    result
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}

@@ -1,0 +1,10 @@
+//! Issuing: from a participant entering «Сформировать документ» to a certificate in the mailbox and
+//! the participant in «Выслан файл» (or «Проблемные», with the reason in the CRM).
+
+mod pipeline;
+mod prepare;
+pub mod triggers;
+mod worker;
+
+pub use pipeline::{Issuer, IssuerConfig};
+pub use worker::{ExecutionOutcome, run_poll, run_workers};

@@ -1,0 +1,116 @@
+//! Workers that drain the queue, and the reconciliation poll that refills it from the CRM.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Issuer;
+use crate::store::JobKind;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ExecutionOutcome {
+    TaskCompleted,
+    EmptyQueue,
+}
+
+impl Issuer {
+    /// Claims and runs one ready job. Public so tests can drain the queue deterministically.
+    pub async fn try_execute_task(&self, worker: &str) -> anyhow::Result<ExecutionOutcome> {
+        let lease = self.config.lease.as_millis() as i64;
+        let mut claimed = self.store.claim_jobs(worker, 1, lease).await?;
+        let Some(job) = claimed.pop() else {
+            return Ok(ExecutionOutcome::EmptyQueue);
+        };
+        self.run_job(job).await?;
+        Ok(ExecutionOutcome::TaskCompleted)
+    }
+
+    /// Queues a participant and wakes a worker; the job re-reads the item before acting.
+    pub async fn hint(&self, participant_id: u64) -> anyhow::Result<bool> {
+        let queued = self
+            .store
+            .enqueue(participant_id as i64, JobKind::Issue)
+            .await?;
+        if queued {
+            self.wake.notify_one();
+        }
+        Ok(queued)
+    }
+}
+
+/// A name unique to this worker across instances, for leases.
+pub fn worker_name(n: usize) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    let nonce: u32 = rand::random();
+    format!("{host}-{}-{n}-{nonce:08x}", std::process::id())
+}
+
+/// Runs `count` workers until `shutdown` turns true; each finishes its job in flight, then releases
+/// anything it still holds.
+pub async fn run_workers(issuer: Issuer, count: usize, shutdown: watch::Receiver<bool>) {
+    let mut handles = Vec::new();
+    for n in 0..count.max(1) {
+        let issuer = issuer.clone();
+        let mut shutdown = shutdown.clone();
+        handles.push(tokio::spawn(async move {
+            let name = worker_name(n);
+            loop {
+                if *shutdown.borrow() {
+                    break;
+                }
+                let idle = match issuer.try_execute_task(&name).await {
+                    Ok(ExecutionOutcome::TaskCompleted) => continue,
+                    Ok(ExecutionOutcome::EmptyQueue) => Duration::from_millis(1000),
+                    Err(e) => {
+                        tracing::error!(error = ?e, "worker step failed");
+                        Duration::from_secs(2)
+                    }
+                };
+                tokio::select! {
+                    _ = issuer.wake.notified() => {}
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            match issuer.store.release_jobs(&name).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(released = n, "released leased jobs on shutdown"),
+                Err(e) => tracing::warn!(error = ?e, "could not release leased jobs"),
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+/// Every `interval`, queues everyone sitting in «Сформировать документ»: Bitrix24 never re-sends
+/// a lost event, so this is what guarantees no certificate waits forever.
+pub async fn run_poll(issuer: Issuer, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    if interval.is_zero() {
+        return;
+    }
+    loop {
+        let stages: Vec<String> = issuer.stages.generate.iter().cloned().collect();
+        match issuer.crm.ids_in_stages(&stages).await {
+            Ok(ids) => {
+                let mut queued = 0;
+                for id in ids {
+                    match issuer.hint(id).await {
+                        Ok(true) => queued += 1,
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = ?e, "poll could not queue {id}"),
+                    }
+                }
+                if queued > 0 {
+                    tracing::info!(queued, "reconciliation poll queued participants");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reconciliation poll failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! certportal: issues and verifies event certificates for a Bitrix24-based admissions CRM.
+
+pub mod bench;
+pub mod bitrix;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod issuing;
+pub mod mail;
+pub mod render;
+pub mod sandbox;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod web;
