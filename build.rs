@@ -7,7 +7,9 @@ use std::path::Path;
 fn main() {
     let root = Path::new("templates/certificates");
     println!("cargo:rerun-if-changed={}", root.display());
-    let mut out = String::from("/// Shipped templates: (name, [(file name, bytes)]).\npub static SHIPPED: &[(&str, &[(&str, &[u8])])] = &[\n");
+    let mut out = String::from(
+        "/// A shipped template's files: (file name, bytes).\ntype Files = &'static [(&'static str, &'static [u8])];\n/// Shipped templates by name.\npub static SHIPPED: &[(&str, Files)] = &[\n",
+    );
     let mut dirs: Vec<_> = std::fs::read_dir(root)
         .expect("templates/certificates exists")
         .filter_map(Result::ok)
@@ -30,7 +32,12 @@ fn main() {
             println!("cargo:rerun-if-changed={}", file.display());
             let abs = std::fs::canonicalize(&file).unwrap();
             let fname = file.file_name().unwrap().to_string_lossy().into_owned();
-            write!(out, "({fname:?}, include_bytes!({:?})), ", abs.display().to_string()).unwrap();
+            write!(
+                out,
+                "({fname:?}, include_bytes!({:?})), ",
+                abs.display().to_string()
+            )
+            .unwrap();
         }
         out.push_str("]),\n");
     }

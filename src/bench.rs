@@ -44,9 +44,21 @@ fn render(settings: &Settings, iterations: usize) -> anyhow::Result<()> {
     }
     times.sort();
     sizes.sort();
-    println!("bench render: {} certificates of 2026-Сертификат (PDF + QR PNG)", times.len());
-    println!("  median {:.2} ms, p90 {:.2} ms, max {:.2} ms", ms(percentile(&times, 0.5)), ms(percentile(&times, 0.9)), ms(*times.last().unwrap_or(&Duration::ZERO)));
-    println!("  PDF size median {:.1} KB, max {:.1} KB", sizes[sizes.len() / 2] as f64 / 1024.0, *sizes.last().unwrap_or(&0) as f64 / 1024.0);
+    println!(
+        "bench render: {} certificates of 2026-Сертификат (PDF + QR PNG)",
+        times.len()
+    );
+    println!(
+        "  median {:.2} ms, p90 {:.2} ms, max {:.2} ms",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.9)),
+        ms(*times.last().unwrap_or(&Duration::ZERO))
+    );
+    println!(
+        "  PDF size median {:.1} KB, max {:.1} KB",
+        sizes[sizes.len() / 2] as f64 / 1024.0,
+        *sizes.last().unwrap_or(&0) as f64 / 1024.0
+    );
     println!("  targets: <= 3 ms, <= 40 KB");
     Ok(())
 }

@@ -14,7 +14,11 @@ use crate::startup::Application;
 use crate::store::Store;
 
 #[derive(Parser)]
-#[command(name = "certportal", version, about = "Issues and verifies event certificates for a Bitrix24 CRM")]
+#[command(
+    name = "certportal",
+    version,
+    about = "Issues and verifies event certificates for a Bitrix24 CRM"
+)]
 struct Cli {
     /// TOML file under the environment (keys are the variable names); also CERTPORTAL_CONFIG.
     #[arg(long, global = true)]
@@ -85,9 +89,13 @@ struct RenderArgs {
 #[derive(Subcommand)]
 enum AdminAction {
     /// Creates an account or sets its password (read from standard input).
-    Add { login: String },
+    Add {
+        login: String,
+    },
     List,
-    Remove { login: String },
+    Remove {
+        login: String,
+    },
 }
 
 pub async fn run() -> ExitCode {
@@ -140,7 +148,9 @@ fn render(settings: &Settings, a: RenderArgs) -> anyhow::Result<()> {
     let data = if a.sample {
         CertificateData::sample()
     } else {
-        let need = |v: Option<String>, flag: &str| v.ok_or_else(|| anyhow::anyhow!("--{flag} is required (or use --sample)"));
+        let need = |v: Option<String>, flag: &str| {
+            v.ok_or_else(|| anyhow::anyhow!("--{flag} is required (or use --sample)"))
+        };
         CertificateData::new(
             a.id.ok_or_else(|| anyhow::anyhow!("--id is required (or use --sample)"))?,
             &need(a.last_name, "last-name")?,

@@ -79,6 +79,7 @@ pub struct Settings {
     pub max_attempts: u32,
     pub workers: usize,
     pub job_lease: Duration,
+    pub retry_base: Duration,
     pub verify_cache_ttl: Duration,
     pub verify_share: f64,
     pub verify_full_name: bool,
@@ -174,8 +175,7 @@ impl Settings {
                 message: format!("expected host:port such as 127.0.0.1:8080, got {bind:?}"),
             })?;
         let database_url = src.string("DATABASE_URL", "sqlite://certportal.db");
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres"))
-        {
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
             return Err(ConfigError::Invalid {
                 var: "DATABASE_URL",
                 message: "expected sqlite://path, sqlite:path or postgres://…".into(),
@@ -290,11 +290,12 @@ impl Settings {
                     participant_event: src
                         .string("BITRIX_FIELD_PARTICIPANT_EVENT", "UF_CRM_20_EVENT"),
                     participant_qr: src.string("BITRIX_FIELD_PARTICIPANT_QR", "UF_CRM_20_QR"),
-                    participant_achievement: src
-                        .string("BITRIX_FIELD_PARTICIPANT_ACHIEVEMENT", "UF_CRM_20_ACHIEVEMENT"),
+                    participant_achievement: src.string(
+                        "BITRIX_FIELD_PARTICIPANT_ACHIEVEMENT",
+                        "UF_CRM_20_ACHIEVEMENT",
+                    ),
                     event_template: src.string("BITRIX_FIELD_EVENT_TEMPLATE", "UF_CRM_19_TEMPLATE"),
-                    event_title: src
-                        .string("BITRIX_FIELD_EVENT_TITLE", "UF_CRM_19_1775713913090"),
+                    event_title: src.string("BITRIX_FIELD_EVENT_TITLE", "UF_CRM_19_1775713913090"),
                     event_points: src.string("BITRIX_FIELD_EVENT_POINTS", "UF_CRM_19_BALL"),
                     event_letter: src.string("BITRIX_FIELD_EVENT_LETTER", "UF_CRM_19_LETTER"),
                 },
@@ -314,10 +315,13 @@ impl Settings {
             metrics_token: src.secret("METRICS_TOKEN"),
             max_attempts: src.parsed("MAX_ATTEMPTS", 8, "a whole number")?,
             workers: src.parsed("WORKERS", 2, "a whole number")?,
-            job_lease: Duration::from_secs(src.parsed("JOB_LEASE_SECS", 120, "seconds")?.max(5)),
-            verify_cache_ttl: Duration::from_secs(
-                src.parsed("VERIFY_CACHE_TTL_SECS", 300, "seconds")?,
-            ),
+            job_lease: Duration::from_secs(src.parsed("JOB_LEASE_SECS", 120, "seconds")?.max(1)),
+            retry_base: Duration::from_millis(src.parsed("RETRY_BASE_MS", 5000, "milliseconds")?),
+            verify_cache_ttl: Duration::from_secs(src.parsed(
+                "VERIFY_CACHE_TTL_SECS",
+                300,
+                "seconds",
+            )?),
             verify_share,
             verify_full_name: src.parsed("VERIFY_SHOW_FULL_NAME", false, "true or false")?,
         })
@@ -327,7 +331,10 @@ impl Settings {
     pub fn require_for_serve(&self) -> Result<(), ConfigError> {
         let checks: [(&'static str, bool); 5] = [
             ("BITRIX_WEBHOOK_URL", self.bitrix.webhook_url.is_some()),
-            ("BITRIX_PARTICIPANT_TYPE_ID", self.bitrix.participant_type_id.is_some()),
+            (
+                "BITRIX_PARTICIPANT_TYPE_ID",
+                self.bitrix.participant_type_id.is_some(),
+            ),
             ("BITRIX_EVENT_TYPE_ID", self.bitrix.event_type_id.is_some()),
             ("SMTP_URL", self.smtp_url.is_some()),
             ("MAIL_FROM", self.mail_from.is_some()),
@@ -361,26 +368,56 @@ impl Settings {
             ("CERTPORTAL_BIND", self.bind.clone()),
             ("DATABASE_URL", db_shown),
             ("PUBLIC_BASE_URL", self.public_base_url()),
-            ("LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase()),
-            ("CERTPORTAL_TEMPLATES_DIR", self.templates_dir.as_ref().map_or("<unset>".into(), |p| p.display().to_string())),
+            (
+                "LOG_FORMAT",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
+            (
+                "CERTPORTAL_TEMPLATES_DIR",
+                self.templates_dir
+                    .as_ref()
+                    .map_or("<unset>".into(), |p| p.display().to_string()),
+            ),
             ("BITRIX_WEBHOOK_URL", secret(&b.webhook_url).into()),
             ("BITRIX_APP_TOKEN", secret(&b.app_token).into()),
             ("BITRIX_ROBOT_KEY", secret(&b.robot_key).into()),
-            ("BITRIX_PARTICIPANT_TYPE_ID", b.participant_type_id.map_or("<unset>".into(), |v| v.to_string())),
-            ("BITRIX_EVENT_TYPE_ID", b.event_type_id.map_or("<unset>".into(), |v| v.to_string())),
+            (
+                "BITRIX_PARTICIPANT_TYPE_ID",
+                b.participant_type_id
+                    .map_or("<unset>".into(), |v| v.to_string()),
+            ),
+            (
+                "BITRIX_EVENT_TYPE_ID",
+                b.event_type_id.map_or("<unset>".into(), |v| v.to_string()),
+            ),
             ("BITRIX_RATE", b.rate.to_string()),
             ("BITRIX_BURST", b.burst.to_string()),
-            ("BITRIX_FIELD_PARTICIPANT_EVENT", b.fields.participant_event.clone()),
-            ("BITRIX_FIELD_PARTICIPANT_QR", b.fields.participant_qr.clone()),
-            ("BITRIX_FIELD_PARTICIPANT_ACHIEVEMENT", b.fields.participant_achievement.clone()),
-            ("BITRIX_FIELD_EVENT_TEMPLATE", b.fields.event_template.clone()),
+            (
+                "BITRIX_FIELD_PARTICIPANT_EVENT",
+                b.fields.participant_event.clone(),
+            ),
+            (
+                "BITRIX_FIELD_PARTICIPANT_QR",
+                b.fields.participant_qr.clone(),
+            ),
+            (
+                "BITRIX_FIELD_PARTICIPANT_ACHIEVEMENT",
+                b.fields.participant_achievement.clone(),
+            ),
+            (
+                "BITRIX_FIELD_EVENT_TEMPLATE",
+                b.fields.event_template.clone(),
+            ),
             ("BITRIX_FIELD_EVENT_TITLE", b.fields.event_title.clone()),
             ("BITRIX_FIELD_EVENT_POINTS", b.fields.event_points.clone()),
             ("BITRIX_FIELD_EVENT_LETTER", b.fields.event_letter.clone()),
             ("BITRIX_STAGE_GENERATE", b.stages.generate.clone()),
             ("BITRIX_STAGE_SENT", b.stages.sent.clone()),
             ("BITRIX_STAGE_PROBLEM", b.stages.problem.clone()),
-            ("POLL_INTERVAL_SECS", self.poll_interval.as_secs().to_string()),
+            (
+                "POLL_INTERVAL_SECS",
+                self.poll_interval.as_secs().to_string(),
+            ),
             ("SMTP_URL", secret(&self.smtp_url).into()),
             ("MAIL_FROM", opt(&self.mail_from)),
             ("MAIL_SUBJECT", self.mail_subject.clone()),
@@ -390,7 +427,10 @@ impl Settings {
             ("METRICS_TOKEN", secret(&self.metrics_token).into()),
             ("MAX_ATTEMPTS", self.max_attempts.to_string()),
             ("WORKERS", self.workers.to_string()),
-            ("VERIFY_CACHE_TTL_SECS", self.verify_cache_ttl.as_secs().to_string()),
+            (
+                "VERIFY_CACHE_TTL_SECS",
+                self.verify_cache_ttl.as_secs().to_string(),
+            ),
             ("VERIFY_BITRIX_SHARE", self.verify_share.to_string()),
             ("VERIFY_SHOW_FULL_NAME", self.verify_full_name.to_string()),
         ];
@@ -452,7 +492,10 @@ mod tests {
     #[test]
     fn secrets_never_appear_in_the_printed_configuration() {
         let s = load(&[
-            ("BITRIX_WEBHOOK_URL", "https://x.bitrix24.ru/rest/1/topsecret1/"),
+            (
+                "BITRIX_WEBHOOK_URL",
+                "https://x.bitrix24.ru/rest/1/topsecret1/",
+            ),
             ("SMTP_URL", "smtp://u:topsecret2@mail:587"),
             ("ADMIN_PASSWORD", "topsecret3"),
             ("DATABASE_URL", "postgres://u:topsecret4@db/x"),
@@ -466,7 +509,10 @@ mod tests {
     #[test]
     fn serve_names_the_first_missing_variable() {
         let err = load(&[]).unwrap().require_for_serve().unwrap_err();
-        assert_eq!(err.to_string(), "BITRIX_WEBHOOK_URL is required for this command");
+        assert_eq!(
+            err.to_string(),
+            "BITRIX_WEBHOOK_URL is required for this command"
+        );
     }
 
     #[test]

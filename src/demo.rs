@@ -15,7 +15,12 @@ fn random_secret() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-pub async fn run(mut settings: Settings, bind: &str, sandbox_port: u16, dir: &Path) -> anyhow::Result<()> {
+pub async fn run(
+    mut settings: Settings,
+    bind: &str,
+    sandbox_port: u16,
+    dir: &Path,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let sink = SmtpSink::start(0, Some(dir.join("mail"))).await?;
     let sandbox = Sandbox::start(sandbox_port).await?;
@@ -25,7 +30,8 @@ pub async fn run(mut settings: Settings, bind: &str, sandbox_port: u16, dir: &Pa
 
     let app_token = random_secret();
     settings.bind = bind.to_string();
-    settings.database_url = SecretString::from(format!("sqlite://{}", dir.join("certportal.db").display()));
+    settings.database_url =
+        SecretString::from(format!("sqlite://{}", dir.join("certportal.db").display()));
     let b = &mut settings.bitrix;
     b.webhook_url = Some(SecretString::from(sandbox.webhook_url()));
     b.app_token = Some(SecretString::from(app_token.clone()));
@@ -44,11 +50,21 @@ pub async fn run(mut settings: Settings, bind: &str, sandbox_port: u16, dir: &Pa
 
     let app = Application::build(settings).await?;
     let port = app.port();
-    sandbox.set_event_handler(&format!("http://127.0.0.1:{port}/bitrix/events"), &app_token);
+    sandbox.set_event_handler(
+        &format!("http://127.0.0.1:{port}/bitrix/events"),
+        &app_token,
+    );
 
     println!("certportal demo is running.");
-    println!("  Sandbox portal (move participants):  http://127.0.0.1:{}/sandbox", sandbox.port);
-    println!("  Received mail:                       http://127.0.0.1:{}/sandbox/mail  (.eml files in {})", sandbox.port, dir.join("mail").display());
+    println!(
+        "  Sandbox portal (move participants):  http://127.0.0.1:{}/sandbox",
+        sandbox.port
+    );
+    println!(
+        "  Received mail:                       http://127.0.0.1:{}/sandbox/mail  (.eml files in {})",
+        sandbox.port,
+        dir.join("mail").display()
+    );
     println!("  Certificate check (public):          http://127.0.0.1:{port}/");
     println!("  Admin console:                       http://127.0.0.1:{port}/admin");
     if let Some(p) = demo_password {

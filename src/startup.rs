@@ -143,14 +143,18 @@ pub async fn build_issuer(
         client,
         b.participant_type_id
             .context("BITRIX_PARTICIPANT_TYPE_ID is required")?,
-        b.event_type_id.context("BITRIX_EVENT_TYPE_ID is required")?,
+        b.event_type_id
+            .context("BITRIX_EVENT_TYPE_ID is required")?,
         b.fields.clone(),
     );
     let stages = resolve_stages_with_retry(&crm, settings).await?;
     tracing::info!(?stages, "participant stages resolved");
     let mailer = Mailer::new(
         settings.smtp_url.as_ref().context("SMTP_URL is required")?,
-        settings.mail_from.as_deref().context("MAIL_FROM is required")?,
+        settings
+            .mail_from
+            .as_deref()
+            .context("MAIL_FROM is required")?,
         settings.mail_rate,
     )?;
     Ok(Issuer {
@@ -163,6 +167,7 @@ pub async fn build_issuer(
             subject_template: settings.mail_subject.clone(),
             max_attempts: settings.max_attempts.max(1),
             lease: settings.job_lease,
+            base_backoff: settings.retry_base,
             ..IssuerConfig::default()
         }),
         stats: Arc::default(),

@@ -63,7 +63,10 @@ impl BitrixError {
 
     /// The request was refused before the portal acted on it, so repeating it is always safe.
     fn was_refused(&self) -> bool {
-        matches!(self.code(), Some("QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT"))
+        matches!(
+            self.code(),
+            Some("QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT")
+        )
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -279,17 +282,22 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.code(), Some("QUERY_LIMIT_EXCEEDED"));
         assert!(err.is_transient() && err.was_refused());
-        let err = parse_envelope("m", 400, br#"{"error":"NOT_FOUND","error_description":"x"}"#)
-            .unwrap_err();
+        let err = parse_envelope(
+            "m",
+            400,
+            br#"{"error":"NOT_FOUND","error_description":"x"}"#,
+        )
+        .unwrap_err();
         assert!(err.is_not_found() && !err.is_transient());
-        let err = parse_envelope("m", 400, br#"{"error":100,"error_description":"x"}"#).unwrap_err();
+        let err =
+            parse_envelope("m", 400, br#"{"error":100,"error_description":"x"}"#).unwrap_err();
         assert_eq!(err.code(), Some("100"));
     }
 
     #[test]
     fn an_html_page_under_load_is_a_transient_error() {
-        let err = parse_envelope("batch", 503, b"<html><body>502 Bad Gateway</body></html>")
-            .unwrap_err();
+        let err =
+            parse_envelope("batch", 503, b"<html><body>502 Bad Gateway</body></html>").unwrap_err();
         assert!(matches!(err, BitrixError::Unexpected { status: 503, .. }));
         assert!(err.is_transient());
     }

@@ -81,7 +81,11 @@ impl Crm {
 
     async fn get_item(&self, entity_type: u32, id: u64) -> Result<Option<Value>, BitrixError> {
         let params = json!({"entityTypeId": entity_type, "id": id, "useOriginalUfNames": "Y"});
-        match self.client.result("crm.item.get", &params, Idempotent::Yes).await {
+        match self
+            .client
+            .result("crm.item.get", &params, Idempotent::Yes)
+            .await
+        {
             Ok(mut r) => Ok(r.get_mut("item").map(Value::take)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -108,7 +112,10 @@ impl Crm {
     pub async fn participants(&self, ids: &[u64]) -> Result<Vec<Participant>, BitrixError> {
         let params = json!({"entityTypeId": self.participant_type, "filter": {"@id": ids},
             "select": ["*"], "useOriginalUfNames": "Y", "start": -1});
-        let result = self.client.result("crm.item.list", &params, Idempotent::Yes).await?;
+        let result = self
+            .client
+            .result("crm.item.list", &params, Idempotent::Yes)
+            .await?;
         Ok(items_of(&result)
             .iter()
             .filter_map(|i| self.participant_from(i))
@@ -128,7 +135,11 @@ impl Crm {
             letter: field(&item, &f.event_letter).and_then(as_text),
         };
         // A list field stores an option id; its text is in crm.item.fields.
-        if card.template.as_deref().is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit())) {
+        if card
+            .template
+            .as_deref()
+            .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit()))
+        {
             let options = self.event_field_options().await?;
             if let Some(text) = card
                 .template
@@ -147,7 +158,10 @@ impl Crm {
         self.event_field_options
             .get_or_try_init(|| async {
                 let params = json!({"entityTypeId": self.event_type, "useOriginalUfNames": "Y"});
-                let result = self.client.result("crm.item.fields", &params, Idempotent::Yes).await?;
+                let result = self
+                    .client
+                    .result("crm.item.fields", &params, Idempotent::Yes)
+                    .await?;
                 let mut out = BTreeMap::new();
                 if let Some(fields) = result.get("fields").and_then(Value::as_object) {
                     for (key, def) in fields {
@@ -163,7 +177,10 @@ impl Crm {
                             .iter()
                             .filter_map(|o| {
                                 let id = o.get("ID").or_else(|| o.get("id")).and_then(as_text)?;
-                                let v = o.get("VALUE").or_else(|| o.get("value")).and_then(as_text)?;
+                                let v = o
+                                    .get("VALUE")
+                                    .or_else(|| o.get("value"))
+                                    .and_then(as_text)?;
                                 Some((id, v))
                             })
                             .collect();
@@ -188,7 +205,11 @@ impl Crm {
             return Ok(Some(c.clone()));
         }
         let params = json!({"id": id});
-        match self.client.result("crm.contact.get", &params, Idempotent::Yes).await {
+        match self
+            .client
+            .result("crm.contact.get", &params, Idempotent::Yes)
+            .await
+        {
             Ok(r) if r.is_object() => Ok(Some(Contact::from_legacy(&r))),
             Ok(_) => Ok(from_item),
             Err(e) if e.is_not_found() => Ok(from_item),
@@ -216,7 +237,8 @@ impl Crm {
     }
 
     pub async fn move_to(&self, participant_id: u64, stage_id: &str) -> Result<(), BitrixError> {
-        self.update(participant_id, json!({"stageId": stage_id})).await
+        self.update(participant_id, json!({"stageId": stage_id}))
+            .await
     }
 
     async fn update(&self, participant_id: u64, fields: Value) -> Result<(), BitrixError> {
@@ -246,7 +268,10 @@ impl Crm {
             let params = json!({"entityTypeId": self.participant_type,
                 "filter": {"@stageId": stage_ids, ">id": last}, "select": ["id"],
                 "order": {"id": "ASC"}, "start": -1});
-            let result = self.client.result("crm.item.list", &params, Idempotent::Yes).await?;
+            let result = self
+                .client
+                .result("crm.item.list", &params, Idempotent::Yes)
+                .await?;
             let page: Vec<u64> = items_of(&result)
                 .iter()
                 .filter_map(|i| i.get("id").and_then(as_u64))
@@ -276,31 +301,32 @@ impl Crm {
         } else {
             self.stage_list().await?
         };
-        let resolve = |var: &'static str, name: &str| -> Result<BTreeMap<i64, String>, StageError> {
-            if name.contains(':') {
-                let cat = super::model::category_of_stage(name).unwrap_or(0);
-                return Ok(BTreeMap::from([(cat, name.to_string())]));
-            }
-            let mut found: BTreeMap<i64, String> = BTreeMap::new();
-            for (cat, status_id, stage_name) in &statuses {
-                if stage_name.trim() == name.trim()
-                    && found.insert(*cat, status_id.clone()).is_some()
-                {
-                    return Err(StageError::Ambiguous {
+        let resolve =
+            |var: &'static str, name: &str| -> Result<BTreeMap<i64, String>, StageError> {
+                if name.contains(':') {
+                    let cat = super::model::category_of_stage(name).unwrap_or(0);
+                    return Ok(BTreeMap::from([(cat, name.to_string())]));
+                }
+                let mut found: BTreeMap<i64, String> = BTreeMap::new();
+                for (cat, status_id, stage_name) in &statuses {
+                    if stage_name.trim() == name.trim()
+                        && found.insert(*cat, status_id.clone()).is_some()
+                    {
+                        return Err(StageError::Ambiguous {
+                            var,
+                            name: name.to_string(),
+                            category: *cat,
+                        });
+                    }
+                }
+                if found.is_empty() {
+                    return Err(StageError::NotFound {
                         var,
                         name: name.to_string(),
-                        category: *cat,
                     });
                 }
-            }
-            if found.is_empty() {
-                return Err(StageError::NotFound {
-                    var,
-                    name: name.to_string(),
-                });
-            }
-            Ok(found)
-        };
+                Ok(found)
+            };
         Ok(Stages {
             generate: resolve("BITRIX_STAGE_GENERATE", &names.generate)?
                 .into_values()
@@ -313,11 +339,19 @@ impl Crm {
     /// (category, STATUS_ID, NAME) of every stage of every pipeline of the participant type.
     async fn stage_list(&self) -> Result<Vec<(i64, String, String)>, BitrixError> {
         let params = json!({"entityTypeId": self.participant_type});
-        let result = self.client.result("crm.category.list", &params, Idempotent::Yes).await?;
+        let result = self
+            .client
+            .result("crm.category.list", &params, Idempotent::Yes)
+            .await?;
         let mut categories: Vec<i64> = result
             .get("categories")
             .and_then(Value::as_array)
-            .map(|cs| cs.iter().filter_map(|c| c.get("id").and_then(as_u64)).map(|c| c as i64).collect())
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c.get("id").and_then(as_u64))
+                    .map(|c| c as i64)
+                    .collect()
+            })
             .unwrap_or_default();
         if categories.is_empty() {
             categories.push(0);
@@ -326,7 +360,10 @@ impl Crm {
         for cat in categories {
             let params = json!({"order": {"SORT": "ASC"},
                 "filter": {"ENTITY_ID": format!("DYNAMIC_{}_STAGE_{cat}", self.participant_type)}});
-            let result = self.client.result("crm.status.list", &params, Idempotent::Yes).await?;
+            let result = self
+                .client
+                .result("crm.status.list", &params, Idempotent::Yes)
+                .await?;
             for s in result.as_array().into_iter().flatten() {
                 let (Some(id), Some(name)) = (
                     s.get("STATUS_ID").and_then(as_text),

@@ -95,9 +95,15 @@ mod tests {
             assert_eq!(bucket.reserve(), Duration::ZERO);
         }
         let wait = bucket.reserve();
-        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
         let wait = bucket.reserve();
-        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_millis(1000), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_millis(1000),
+            "{wait:?}"
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub fn as_text(v: &Value) -> Option<String> {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),
         Value::Array(items) => items.iter().find_map(as_text),
-        Value::Object(map) => map.get("VALUE").or_else(|| map.get("value")).and_then(as_text),
+        Value::Object(map) => map
+            .get("VALUE")
+            .or_else(|| map.get("value"))
+            .and_then(as_text),
         _ => None,
     }
 }
@@ -94,7 +97,9 @@ pub fn field<'a>(item: &'a Value, original: &str) -> Option<&'a Value> {
     if let Some(v) = item.get(original) {
         return Some(v);
     }
-    camel_names(original).iter().find_map(|n| item.get(n.as_str()))
+    camel_names(original)
+        .iter()
+        .find_map(|n| item.get(n.as_str()))
 }
 
 /// Reads a "CRM binding" value pointing at an item of `entity_type_id`: `T<hex>_<id>`, a bare id, or
@@ -106,7 +111,9 @@ pub fn parse_binding(v: &Value, entity_type_id: u32) -> Option<u64> {
         Value::String(s) => {
             let s = s.trim();
             if let Some((prefix, id)) = s.split_once('_') {
-                let hex = prefix.strip_prefix('T').or_else(|| prefix.strip_prefix('t'))?;
+                let hex = prefix
+                    .strip_prefix('T')
+                    .or_else(|| prefix.strip_prefix('t'))?;
                 let ty = u32::from_str_radix(hex, 16).ok()?;
                 (ty == entity_type_id).then(|| id.parse().ok()).flatten()
             } else {
@@ -265,11 +272,19 @@ mod tests {
     #[test]
     fn custom_fields_are_found_under_every_documented_spelling() {
         assert_eq!(camel_names("UF_CRM_20_EVENT")[0], "ufCrm20Event");
-        assert_eq!(camel_names("UF_CRM_19_1775713913090")[0], "ufCrm19_1775713913090");
+        assert_eq!(
+            camel_names("UF_CRM_19_1775713913090")[0],
+            "ufCrm19_1775713913090"
+        );
         assert_eq!(camel_names("UF_CRM_10_DIGIT")[0], "ufCrm10Digit");
         assert_eq!(camel_names("UF_CRM_3_DIGIT10"), vec!["ufCrm_3_DIGIT10"]);
         assert_eq!(camel_names("UF_CRM_1747309879")[1], "ufCrm_1747309879");
-        for name in ["UF_CRM_20_EVENT", "UF_CRM_19_1775713913090", "UF_CRM_20_QR", "UF_CRM_3_DIGIT10"] {
+        for name in [
+            "UF_CRM_20_EVENT",
+            "UF_CRM_19_1775713913090",
+            "UF_CRM_20_QR",
+            "UF_CRM_3_DIGIT10",
+        ] {
             assert_eq!(original_name(&camel_name(name)).as_deref(), Some(name));
         }
         let item = json!({"ufCrm20Qr": 1});

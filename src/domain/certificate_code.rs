@@ -76,7 +76,9 @@ impl CertificateCode {
             }
             _ => return Err(CodeError::Shape),
         }
-        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) || number.starts_with('0')
+        if number.is_empty()
+            || !number.bytes().all(|b| b.is_ascii_digit())
+            || number.starts_with('0')
         {
             return Err(CodeError::BadNumber);
         }

@@ -73,7 +73,14 @@ mod tests {
 
     #[test]
     fn invalid_addresses_are_rejected() {
-        for bad in ["plainaddress", "a@b", "a b@example.org", "@example.org", "a@.org", "a@x..org"] {
+        for bad in [
+            "plainaddress",
+            "a@b",
+            "a b@example.org",
+            "@example.org",
+            "a@.org",
+            "a@x..org",
+        ] {
             assert!(RecipientEmail::parse(bad).is_err(), "{bad}");
         }
     }

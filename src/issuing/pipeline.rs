@@ -12,7 +12,9 @@ use crate::bitrix::{BitrixError, Crm, Participant, Stages};
 use crate::domain::CertificateCode;
 use crate::mail::{Letter, MailError, Mailer};
 use crate::render::{QrMatrix, RenderError, Renderer};
-use crate::store::{CertificateStatus, ClaimedJob, IssuedSnapshot, JobKind, JobState, Store, now_ms};
+use crate::store::{
+    CertificateStatus, ClaimedJob, IssuedSnapshot, JobKind, JobState, Store, now_ms,
+};
 
 #[derive(Debug, Clone)]
 pub struct IssuerConfig {
@@ -147,20 +149,30 @@ impl Issuer {
     async fn steps(&self, claimed: &mut ClaimedJob) -> Result<Option<JobState>, Stop> {
         let pid = claimed.job.participant_id as u64;
         let Some(participant) = self.crm.participant(pid).await? else {
-            self.note(claimed, "read", "ignored", "участник не найден в CRM").await?;
+            self.note(claimed, "read", "ignored", "участник не найден в CRM")
+                .await?;
             return Ok(Some(JobState::Ignored));
         };
 
         if !claimed.job.progress.confirmed {
             if claimed.job.kind == JobKind::Issue {
                 if !self.stages.generate.contains(&participant.stage_id) {
-                    let msg = format!("участник в стадии {}, не «Сформировать документ»", participant.stage_id);
+                    let msg = format!(
+                        "участник в стадии {}, не «Сформировать документ»",
+                        participant.stage_id
+                    );
                     self.note(claimed, "read", "ignored", &msg).await?;
                     return Ok(Some(JobState::Ignored));
                 }
                 let entry = format!("{}@{}", participant.stage_id, participant.moved_time);
                 if !self.store.bind_stage_entry(claimed, &entry).await? {
-                    self.note(claimed, "read", "ignored", "этот переход в стадию уже обработан").await?;
+                    self.note(
+                        claimed,
+                        "read",
+                        "ignored",
+                        "этот переход в стадию уже обработан",
+                    )
+                    .await?;
                     return Ok(Some(JobState::Ignored));
                 }
                 claimed.job.dedupe_key = Some(entry);
@@ -201,7 +213,13 @@ impl Issuer {
                 Err(e) => return Err(e.into()),
             }
             claimed.job.progress.crm_updated = true;
-            self.note(claimed, "crm", "ok", "QR сохранён, участник переведён в «Выслан файл»").await?;
+            self.note(
+                claimed,
+                "crm",
+                "ok",
+                "QR сохранён, участник переведён в «Выслан файл»",
+            )
+            .await?;
         }
         Ok(Some(JobState::Done))
     }
@@ -281,7 +299,9 @@ impl Issuer {
         progress.code = Some(code);
         // Recorded at once: from here on a restart must not send again.
         self.save(claimed).await?;
-        self.store.mark_sent(data.number as i64, &message_id).await?;
+        self.store
+            .mark_sent(data.number as i64, &message_id)
+            .await?;
         self.stats.issued.fetch_add(1, Ordering::Relaxed);
         let msg = format!("письмо отправлено на {}", prepared.email);
         self.note(claimed, "mail", "ok", &msg).await?;
@@ -311,10 +331,10 @@ impl Issuer {
                 Ok(p) => p.and_then(|p| p.category_id),
                 Err(_) => None,
             };
-            if let Some(stage) = Stages::target(&self.stages.problem, category) {
-                if let Err(e) = self.crm.move_to(pid, stage).await {
-                    crm_error = Some(e);
-                }
+            if let Some(stage) = Stages::target(&self.stages.problem, category)
+                && let Err(e) = self.crm.move_to(pid, stage).await
+            {
+                crm_error = Some(e);
             }
         }
         // Staff must see the reason in the CRM: while Bitrix24 is only briefly unreachable, try again.
@@ -322,7 +342,9 @@ impl Issuer {
             if (claimed.job.attempts.max(1) as u32) < self.config.max_attempts {
                 let delay = self.backoff(claimed.job.attempts.max(1) as u32);
                 let error = format!("{reason}; CRM: {e}");
-                self.store.record_job_event(&claimed.job, "crm", "error", &error).await?;
+                self.store
+                    .record_job_event(&claimed.job, "crm", "error", &error)
+                    .await?;
                 return self
                     .store
                     .retry_job(claimed, now_ms() + delay.as_millis() as i64, &error)

@@ -51,7 +51,9 @@ pub async fn prepare(
         .await?
         .ok_or_else(|| Problem(format!("мероприятие №{event_id} не найдено в CRM")))?;
     let template = event.template.clone().ok_or_else(|| {
-        Problem(format!("в мероприятии №{event_id} не выбран шаблон сертификата"))
+        Problem(format!(
+            "в мероприятии №{event_id} не выбран шаблон сертификата"
+        ))
     })?;
     if !renderer.has_template(&template) {
         let known: Vec<&str> = renderer.templates().names().collect();
@@ -66,12 +68,13 @@ pub async fn prepare(
         ))
     })?;
     let points = match &participant.achievement {
-        Some(text) => Points::parse(text).map_err(|e| {
-            Problem(format!("индивидуальные достижения участника: {e}"))
-        })?,
+        Some(text) => Points::parse(text)
+            .map_err(|e| Problem(format!("индивидуальные достижения участника: {e}")))?,
         None => {
             let text = event.points.clone().ok_or_else(|| {
-                Problem(format!("в мероприятии №{event_id} не заполнен балл на сертификате"))
+                Problem(format!(
+                    "в мероприятии №{event_id} не заполнен балл на сертификате"
+                ))
             })?;
             Points::parse(&text)
                 .map_err(|e| Problem(format!("балл на сертификате мероприятия №{event_id}: {e}")))?
@@ -85,10 +88,16 @@ pub async fn prepare(
         .await?
         .ok_or_else(|| Problem(format!("контакт №{contact_id} не найден в CRM")))?;
     let email = pick_last_added(contact.emails.iter().map(|(id, v)| (*id, v.as_str())))
-        .map_err(|e| Problem(format!("последний добавленный e-mail контакта некорректен: {e}")))?
+        .map_err(|e| {
+            Problem(format!(
+                "последний добавленный e-mail контакта некорректен: {e}"
+            ))
+        })?
         .ok_or_else(|| Problem(format!("у контакта №{contact_id} нет e-mail")))?;
     if contact.last_name.is_empty() && contact.first_name.is_empty() {
-        return Err(Problem(format!("у контакта №{contact_id} не заполнены фамилия и имя")));
+        return Err(Problem(format!(
+            "у контакта №{contact_id} не заполнены фамилия и имя"
+        )));
     }
     Ok(Prepared {
         data: CertificateData::new(
@@ -101,7 +110,10 @@ pub async fn prepare(
         ),
         template,
         email,
-        letter: event.letter.clone().unwrap_or_else(|| DEFAULT_LETTER.to_string()),
+        letter: event
+            .letter
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LETTER.to_string()),
         event_id,
     })
 }

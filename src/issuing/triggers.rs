@@ -9,9 +9,10 @@ use subtle::ConstantTimeEq;
 use crate::startup::AppState;
 
 fn form_pairs(req: &HttpRequest, body: &[u8]) -> Vec<(String, String)> {
-    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .into_owned()
-        .collect();
+    let mut pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(req.query_string().as_bytes())
+            .into_owned()
+            .collect();
     let is_json = req
         .headers()
         .get("content-type")
@@ -90,7 +91,11 @@ async fn queue(state: &AppState, id: u64) -> HttpResponse {
 }
 
 /// `POST /bitrix/events`: outbound events (`ONCRMDYNAMICITEMUPDATE`/`…ADD`), form-encoded.
-pub async fn events(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+pub async fn events(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let pairs = form_pairs(&req, &body);
     if !secret_matches(
         state.settings.bitrix.app_token.as_ref(),
@@ -99,11 +104,15 @@ pub async fn events(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
         tracing::warn!("event with a wrong or missing application_token refused");
         return unauthorized("wrong or missing auth[application_token]");
     }
-    let event = get(&pairs, "event").unwrap_or_default().to_ascii_uppercase();
-    let entity_type = get(&pairs, "data[FIELDS][ENTITY_TYPE_ID]").and_then(|v| v.trim().parse::<u32>().ok());
+    let event = get(&pairs, "event")
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    let entity_type =
+        get(&pairs, "data[FIELDS][ENTITY_TYPE_ID]").and_then(|v| v.trim().parse::<u32>().ok());
     let id = get(&pairs, "data[FIELDS][ID]").and_then(|v| v.trim().parse::<u64>().ok());
     let ours = state.settings.bitrix.participant_type_id;
-    let relevant = event.starts_with("ONCRMDYNAMICITEMUPDATE") || event.starts_with("ONCRMDYNAMICITEMADD");
+    let relevant =
+        event.starts_with("ONCRMDYNAMICITEMUPDATE") || event.starts_with("ONCRMDYNAMICITEMADD");
     match (relevant, entity_type, id) {
         (true, Some(t), Some(id)) if Some(t) == ours && id > 0 => queue(&state, id).await,
         _ => HttpResponse::Ok().json(json!({"status": "ignored"})),

@@ -43,7 +43,9 @@ pub struct Mailer {
 
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailer").field("from", &self.from.to_string()).finish()
+        f.debug_struct("Mailer")
+            .field("from", &self.from.to_string())
+            .finish()
     }
 }
 
@@ -54,7 +56,11 @@ impl Mailer {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url.expose_secret())
             .map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?
             .timeout(Some(Duration::from_secs(30)))
-            .pool_config(PoolConfig::new().max_size(4).idle_timeout(Duration::from_secs(50)))
+            .pool_config(
+                PoolConfig::new()
+                    .max_size(4)
+                    .idle_timeout(Duration::from_secs(50)),
+            )
             .build();
         let from: Mailbox = from
             .parse()
@@ -90,10 +96,10 @@ impl Mailer {
                             .singlepart(SinglePart::plain(letter.body.to_string()))
                             .singlepart(SinglePart::html(html)),
                     )
-                    .singlepart(
-                        Attachment::new(letter.attachment_name)
-                            .body(letter.pdf.to_vec(), ContentType::parse("application/pdf").expect("valid MIME type")),
-                    ),
+                    .singlepart(Attachment::new(letter.attachment_name).body(
+                        letter.pdf.to_vec(),
+                        ContentType::parse("application/pdf").expect("valid MIME type"),
+                    )),
             )
             .map_err(|e| MailError::Permanent(e.to_string()))?;
         if let Some(pace) = &self.pace {

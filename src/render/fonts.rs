@@ -16,7 +16,10 @@ pub struct Font {
 /// PT Serif (ParaType Free Font License, static/fonts/LICENSE-ParaType.txt).
 const EMBEDDED: [(&str, &[u8]); 2] = [
     ("serif", include_bytes!("../../static/fonts/PTF55F.ttf")),
-    ("serif-bold", include_bytes!("../../static/fonts/PTF75F.ttf")),
+    (
+        "serif-bold",
+        include_bytes!("../../static/fonts/PTF75F.ttf"),
+    ),
 ];
 
 /// Names a layout file may use in `font = "…"`.
@@ -74,7 +77,8 @@ mod tests {
 
     #[test]
     fn every_embedded_font_covers_the_template_alphabet() {
-        let alphabet = "АБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯабвгдеёжзийклмнопрстуфхцчшщъыьэюя№«»—0123456789.,()";
+        let alphabet =
+            "АБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯабвгдеёжзийклмнопрстуфхцчшщъыьэюя№«»—0123456789.,()";
         for font in fonts().values() {
             assert_eq!(font.missing_char(alphabet), None, "{}", font.name);
         }

@@ -66,10 +66,7 @@ impl CertificateData {
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("в шаблоне нет шрифта для символа «{character}» (шрифт {font})")]
-    MissingGlyph {
-        character: char,
-        font: &'static str,
-    },
+    MissingGlyph { character: char, font: &'static str },
     #[error("шаблон «{0}» не найден")]
     UnknownTemplate(String),
     #[error("фоновое изображение шаблона не читается: {0}")]
@@ -147,8 +144,12 @@ mod tests {
     #[test]
     fn the_same_input_gives_byte_identical_pdfs() {
         let r = renderer();
-        let a = r.render("2026-Сертификат", &CertificateData::sample()).unwrap();
-        let b = r.render("2026-Сертификат", &CertificateData::sample()).unwrap();
+        let a = r
+            .render("2026-Сертификат", &CertificateData::sample())
+            .unwrap();
+        let b = r
+            .render("2026-Сертификат", &CertificateData::sample())
+            .unwrap();
         assert_eq!(a.sha256, b.sha256);
         assert!(a.pdf == b.pdf);
         assert!(a.pdf.starts_with(b"%PDF-"));
@@ -157,7 +158,9 @@ mod tests {
     #[test]
     fn different_data_gives_a_different_pdf() {
         let r = renderer();
-        let a = r.render("2026-Сертификат", &CertificateData::sample()).unwrap();
+        let a = r
+            .render("2026-Сертификат", &CertificateData::sample())
+            .unwrap();
         let mut other = CertificateData::sample();
         other.last_name = "Петрова".into();
         let b = r.render("2026-Сертификат", &other).unwrap();
@@ -169,12 +172,23 @@ mod tests {
         let mut data = CertificateData::sample();
         data.last_name = "Иванова 😀".into();
         let err = renderer().render("2026-Сертификат", &data).unwrap_err();
-        assert!(matches!(err, RenderError::MissingGlyph { character: '😀', .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                RenderError::MissingGlyph {
+                    character: '😀',
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn an_unknown_template_is_an_error() {
-        let err = renderer().render("2020-Нет", &CertificateData::sample()).unwrap_err();
+        let err = renderer()
+            .render("2020-Нет", &CertificateData::sample())
+            .unwrap_err();
         assert!(matches!(err, RenderError::UnknownTemplate(_)));
     }
 
@@ -187,15 +201,26 @@ mod tests {
         data.last_name = "Константинопольская-Преображенская".into();
         data.first_name = "Александра-Виктория".into();
         for (text, left, right, baseline) in laid_out_lines(t, &data) {
-            assert!(left >= 0.0 && right <= t.page_width, "{text}: {left}..{right}");
+            assert!(
+                left >= 0.0 && right <= t.page_width,
+                "{text}: {left}..{right}"
+            );
             assert!(baseline > 0.0 && baseline < t.page_height, "{text}");
         }
         for block in &t.blocks {
             for line in pdf::layout_block(block, &data).unwrap() {
                 let w = fonts::fonts()[line.font].width(&line.text, line.size) * 25.4 / 72.0;
                 assert!(line.x_mm >= block.x - 0.01, "{}", line.text);
-                assert!(line.x_mm + w <= block.x + block.width + 0.01, "{}", line.text);
-                assert!(line.baseline_mm <= block.y + block.height + 0.01, "{}", line.text);
+                assert!(
+                    line.x_mm + w <= block.x + block.width + 0.01,
+                    "{}",
+                    line.text
+                );
+                assert!(
+                    line.baseline_mm <= block.y + block.height + 0.01,
+                    "{}",
+                    line.text
+                );
             }
         }
     }

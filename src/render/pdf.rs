@@ -59,8 +59,8 @@ pub fn render_pdf(
 
     let mut ops = Vec::new();
     if let Some(png) = &template.background_png {
-        let image = RawImage::decode_from_bytes(png, &mut Vec::new())
-            .map_err(RenderError::Background)?;
+        let image =
+            RawImage::decode_from_bytes(png, &mut Vec::new()).map_err(RenderError::Background)?;
         let dpi = image.width as f32 * 25.4 / template.page_width;
         let id = XObjectId("Bg".into());
         doc.resources
@@ -99,10 +99,10 @@ pub fn render_pdf(
     used_fonts.dedup();
     for name in &used_fonts {
         // Fixed ids (add_font would pick random ones) keep the output byte-identical.
-        doc.resources.fonts.map.insert(
-            font_id(name),
-            PdfFont::new(parsed_font(name).clone()),
-        );
+        doc.resources
+            .fonts
+            .map
+            .insert(font_id(name), PdfFont::new(parsed_font(name).clone()));
     }
     for line in &lines {
         ops.extend([

@@ -17,7 +17,11 @@ impl QrMatrix {
         let code = QrCode::with_error_correction_level(payload.as_bytes(), EcLevel::M)
             .expect("a certificate code always fits in a QR code");
         let width = code.width();
-        let dark = code.to_colors().into_iter().map(|c| c == Color::Dark).collect();
+        let dark = code
+            .to_colors()
+            .into_iter()
+            .map(|c| c == Color::Dark)
+            .collect();
         Self { width, dark }
     }
 

@@ -236,7 +236,11 @@ impl Template {
             }
         };
         let inside = |x: f32, y: f32, bw: f32, bh: f32| {
-            x >= 0.0 && y >= 0.0 && bw > 0.0 && bh > 0.0 && x + bw <= page_width + 0.01
+            x >= 0.0
+                && y >= 0.0
+                && bw > 0.0
+                && bh > 0.0
+                && x + bw <= page_width + 0.01
                 && y + bh <= page_height + 0.01
         };
 
@@ -262,23 +266,20 @@ impl Template {
             let lines = b
                 .text
                 .lines()
-                .map(|text_line| parse_segments(text_line))
+                .map(parse_segments)
                 .collect::<Result<Vec<_>, String>>()
                 .map_err(|message| {
-                    let at = message
-                        .split('{')
-                        .nth(1)
-                        .map_or(line, |rest| {
-                            let needle = format!("{{{}", rest.split('}').next().unwrap_or(""));
-                            source.find(&needle).map_or(line, |o| line_of_offset(source, o))
-                        });
+                    let at = message.split('{').nth(1).map_or(line, |rest| {
+                        let needle = format!("{{{}", rest.split('}').next().unwrap_or(""));
+                        source
+                            .find(&needle)
+                            .map_or(line, |o| line_of_offset(source, o))
+                    });
                     err(at, message)
                 })?;
-            if let Some(c) = b
-                .text
-                .chars()
-                .find(|c| !c.is_control() && fonts::fonts()[font].missing_char(&c.to_string()).is_some())
-            {
+            if let Some(c) = b.text.chars().find(|c| {
+                !c.is_control() && fonts::fonts()[font].missing_char(&c.to_string()).is_some()
+            }) {
                 return Err(err(line, format!("font {font} has no glyph for {c:?}")));
             }
             blocks.push(TextBlock {
@@ -409,7 +410,10 @@ impl TemplateSet {
                 .unwrap_or_default();
             let file = format!("templates/certificates/{name}/layout.toml");
             let t = Template::parse(name, &file, layout, |bg| {
-                files.iter().find(|(f, _)| *f == bg).map(|(_, b)| b.to_vec())
+                files
+                    .iter()
+                    .find(|(f, _)| *f == bg)
+                    .map(|(_, b)| b.to_vec())
             })?;
             templates.insert(name.to_string(), t);
         }
@@ -432,9 +436,10 @@ impl TemplateSet {
                     line: 0,
                     message: e.to_string(),
                 })?;
-                let t = Template::parse(&name, &layout_path.display().to_string(), &source, |bg| {
-                    std::fs::read(path.join(bg)).ok()
-                })?;
+                let t =
+                    Template::parse(&name, &layout_path.display().to_string(), &source, |bg| {
+                        std::fs::read(path.join(bg)).ok()
+                    })?;
                 templates.insert(name, t);
             }
         }
@@ -503,9 +508,21 @@ size = 30
     fn broken_layouts_are_rejected_with_file_and_line() {
         let cases = [
             (MINIMAL.replace("x = 150", "x = 200"), 13, "inside the page"),
-            (MINIMAL.replace("size = 12", "size = 12\ncolour = 1"), 12, "unknown field"),
-            (MINIMAL.replace("width = 100", "width = \"wide\""), 9, "invalid type"),
-            (MINIMAL.replace("size = 12", "size = 12\nfont = \"comic\""), 5, "unknown font"),
+            (
+                MINIMAL.replace("size = 12", "size = 12\ncolour = 1"),
+                12,
+                "unknown field",
+            ),
+            (
+                MINIMAL.replace("width = 100", "width = \"wide\""),
+                9,
+                "invalid type",
+            ),
+            (
+                MINIMAL.replace("size = 12", "size = 12\nfont = \"comic\""),
+                5,
+                "unknown font",
+            ),
             (MINIMAL.replace("x = 10", "x = 190"), 5, "outside the page"),
         ];
         for (src, line, text) in cases {

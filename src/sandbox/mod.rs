@@ -121,7 +121,10 @@ impl Sandbox {
 
     /// The incoming-webhook base URL certportal is configured with.
     pub fn webhook_url(&self) -> String {
-        format!("http://127.0.0.1:{}/rest/1/{}/", self.port, self.inner.secret)
+        format!(
+            "http://127.0.0.1:{}/rest/1/{}/",
+            self.port, self.inner.secret
+        )
     }
 
     pub fn portal(&self) -> MutexGuard<'_, Portal> {
@@ -221,17 +224,29 @@ async fn rest(
         resp
     };
     if secret != inner.secret {
-        let e = ApiErr { status: 401, code: "NO_AUTH_FOUND".into(), description: "Wrong authorization data".into() };
+        let e = ApiErr {
+            status: 401,
+            code: "NO_AUTH_FOUND".into(),
+            description: "Wrong authorization data".into(),
+        };
         return respond(401, error_response(&e));
     }
     if !take_from_bucket(&inner) {
-        let e = ApiErr { status: 503, code: "QUERY_LIMIT_EXCEEDED".into(), description: "Too many requests".into() };
+        let e = ApiErr {
+            status: 503,
+            code: "QUERY_LIMIT_EXCEEDED".into(),
+            description: "Too many requests".into(),
+        };
         return respond(503, error_response(&e));
     }
     if let Some(kind) = take_fault(&inner, &method) {
         match kind {
             FaultKind::ServerError => {
-                let e = ApiErr { status: 500, code: "INTERNAL_SERVER_ERROR".into(), description: "Internal server error".into() };
+                let e = ApiErr {
+                    status: 500,
+                    code: "INTERNAL_SERVER_ERROR".into(),
+                    description: "Internal server error".into(),
+                };
                 return respond(500, error_response(&e));
             }
             FaultKind::Html => {
@@ -243,7 +258,11 @@ async fn rest(
                 );
             }
             FaultKind::Limit => {
-                let e = ApiErr { status: 503, code: "QUERY_LIMIT_EXCEEDED".into(), description: "Too many requests".into() };
+                let e = ApiErr {
+                    status: 503,
+                    code: "QUERY_LIMIT_EXCEEDED".into(),
+                    description: "Too many requests".into(),
+                };
                 return respond(503, error_response(&e));
             }
             FaultKind::Delay(d) => tokio::time::sleep(d).await,
@@ -324,7 +343,11 @@ fn batch(inner: &Inner, params: &Value) -> Value {
         let query = substitute(query, &results);
         let p = listify(query_to_json(&query));
         let r = if method == "batch" {
-            Err(ApiErr { status: 405, code: "ERROR_BATCH_METHOD_NOT_ALLOWED".into(), description: "Method is not allowed for batch usage".into() })
+            Err(ApiErr {
+                status: 405,
+                code: "ERROR_BATCH_METHOD_NOT_ALLOWED".into(),
+                description: "Method is not allowed for batch usage".into(),
+            })
         } else {
             let mut portal = inner.portal.lock().expect("portal lock");
             let r = portal.call(method, &p);
@@ -343,7 +366,10 @@ fn batch(inner: &Inner, params: &Value) -> Value {
                 results.insert(key, a.result);
             }
             Err(e) => {
-                errors.insert(key, json!({"error": e.code, "error_description": e.description}));
+                errors.insert(
+                    key,
+                    json!({"error": e.code, "error_description": e.description}),
+                );
                 if halt {
                     break;
                 }
@@ -353,7 +379,13 @@ fn batch(inner: &Inner, params: &Value) -> Value {
     for c in changes {
         let _ = inner.events.send(c);
     }
-    let group = |m: Map<String, Value>| if m.is_empty() { json!([]) } else { Value::Object(m) };
+    let group = |m: Map<String, Value>| {
+        if m.is_empty() {
+            json!([])
+        } else {
+            Value::Object(m)
+        }
+    };
     json!({"result": group(results), "result_error": group(errors), "result_total": group(totals),
         "result_next": group(nexts), "result_time": group(times)})
 }
@@ -363,15 +395,16 @@ fn substitute(query: &str, results: &Map<String, Value>) -> String {
     let decoded: String = url::form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| {
             let v = if let Some(path) = v.strip_prefix("$result") {
-                let keys: Vec<&str> = path
-                    .split(['[', ']'])
-                    .filter(|s| !s.is_empty())
-                    .collect();
+                let keys: Vec<&str> = path.split(['[', ']']).filter(|s| !s.is_empty()).collect();
                 let mut node = Value::Object(results.clone());
                 for k in keys {
                     node = match &node {
                         Value::Object(m) => m.get(k).cloned().unwrap_or(Value::Null),
-                        Value::Array(a) => k.parse::<usize>().ok().and_then(|i| a.get(i).cloned()).unwrap_or(Value::Null),
+                        Value::Array(a) => k
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|i| a.get(i).cloned())
+                            .unwrap_or(Value::Null),
                         _ => Value::Null,
                     };
                 }
@@ -427,7 +460,9 @@ async fn deliver_events(inner: Arc<Inner>, mut rx: tokio::sync::mpsc::UnboundedR
         pending.push_back(change);
         while let Some(c) = pending.pop_front() {
             let handler = inner.handler.lock().expect("lock").clone();
-            let Some((url, token)) = handler else { continue };
+            let Some((url, token)) = handler else {
+                continue;
+            };
             let form = [
                 ("event", c.event.to_string()),
                 ("event_handler_id", "5".into()),
@@ -435,8 +470,14 @@ async fn deliver_events(inner: Arc<Inner>, mut rx: tokio::sync::mpsc::UnboundedR
                 ("data[FIELDS][ENTITY_TYPE_ID]", c.entity_type.to_string()),
                 ("ts", chrono::Utc::now().timestamp().to_string()),
                 ("auth[domain]", "sandbox.bitrix24.ru".into()),
-                ("auth[client_endpoint]", "https://sandbox.bitrix24.ru/rest/".into()),
-                ("auth[server_endpoint]", "https://oauth.bitrix24.tech/rest/".into()),
+                (
+                    "auth[client_endpoint]",
+                    "https://sandbox.bitrix24.ru/rest/".into(),
+                ),
+                (
+                    "auth[server_endpoint]",
+                    "https://oauth.bitrix24.tech/rest/".into(),
+                ),
                 ("auth[member_id]", "a223c6b3710f85df22e9377d6c4f7553".into()),
                 ("auth[application_token]", token),
             ];

@@ -66,7 +66,12 @@ async fn portal_page(inner: web::Data<Inner>) -> PortalPage {
             let email = p
                 .emails
                 .get(&contact)
-                .map(|e| e.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(", "))
+                .map(|e| {
+                    e.iter()
+                        .map(|(_, v)| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
                 .unwrap_or_default();
             Row {
                 id: item.get("id").and_then(as_u64).unwrap_or(0),
@@ -160,7 +165,10 @@ async fn mail_file(path: web::Path<String>, inner: web::Data<Inner>) -> HttpResp
     match sink.and_then(|s| s.messages().into_iter().nth(n.wrapping_sub(1))) {
         Some(m) => HttpResponse::Ok()
             .content_type("message/rfc822")
-            .insert_header(("Content-Disposition", format!("attachment; filename=\"{n}.eml\"")))
+            .insert_header((
+                "Content-Disposition",
+                format!("attachment; filename=\"{n}.eml\""),
+            ))
             .body(m.data),
         None => HttpResponse::NotFound().body("no such message"),
     }
@@ -183,7 +191,10 @@ fn header_value(data: &[u8], name: &str) -> String {
             .split_once(':')
             .is_some_and(|(k, _)| k.eq_ignore_ascii_case(name));
         if in_header {
-            value = line.split_once(':').map_or("", |(_, v)| v.trim()).to_string();
+            value = line
+                .split_once(':')
+                .map_or("", |(_, v)| v.trim())
+                .to_string();
         }
     }
     decode_words(&value)

@@ -44,8 +44,8 @@ fn insert(node: &mut Value, path: &[String], value: Value) {
 pub fn listify(v: Value) -> Value {
     match v {
         Value::Object(map) => {
-            let is_list = !map.is_empty()
-                && (0..map.len()).all(|i| map.contains_key(&i.to_string()));
+            let is_list =
+                !map.is_empty() && (0..map.len()).all(|i| map.contains_key(&i.to_string()));
             if is_list {
                 let mut items: Vec<(usize, Value)> = map
                     .into_iter()

@@ -91,7 +91,12 @@ impl Portal {
     }
 
     /// Adds an item as a user would; system fields are filled in.
-    pub fn add_item(&mut self, entity_type: u32, id: Option<u64>, fields: Map<String, Value>) -> u64 {
+    pub fn add_item(
+        &mut self,
+        entity_type: u32,
+        id: Option<u64>,
+        fields: Map<String, Value>,
+    ) -> u64 {
         let id = id.unwrap_or_else(|| self.new_id());
         self.next_id = self.next_id.max(id);
         let now = now_iso();
@@ -144,7 +149,8 @@ impl Portal {
 
     fn entity_type(&self, p: &Value) -> Result<u32, ApiErr> {
         let t = param_u64(p, "entityTypeId")
-            .ok_or_else(|| err(400, "INVALID_ARG_VALUE", "entityTypeId is required"))? as u32;
+            .ok_or_else(|| err(400, "INVALID_ARG_VALUE", "entityTypeId is required"))?
+            as u32;
         if self.items.contains_key(&t) || t == CONTACT {
             Ok(t)
         } else {
@@ -172,7 +178,10 @@ impl Portal {
                 .flatten()
                 .map(|(fid, v)| json!({"id": fid, "typeId": "EMAIL", "valueType": "WORK", "value": v}))
                 .collect();
-            out.insert("hasEmail".into(), json!(if fm.is_empty() { "N" } else { "Y" }));
+            out.insert(
+                "hasEmail".into(),
+                json!(if fm.is_empty() { "N" } else { "Y" }),
+            );
             out.insert("fm".into(), Value::Array(fm));
         }
         Value::Object(out)
@@ -180,7 +189,8 @@ impl Portal {
 
     fn item_get(&self, p: &Value) -> Result<Value, ApiErr> {
         let t = self.entity_type(p)?;
-        let id = param_u64(p, "id").ok_or_else(|| err(400, "INVALID_ARG_VALUE", "id is required"))?;
+        let id =
+            param_u64(p, "id").ok_or_else(|| err(400, "INVALID_ARG_VALUE", "id is required"))?;
         let item = self
             .item(t, id)
             .ok_or_else(|| err(400, "NOT_FOUND", "Element not found"))?;
@@ -232,7 +242,11 @@ impl Portal {
 
     fn item_add(&mut self, p: &Value) -> Result<Value, ApiErr> {
         let t = self.entity_type(p)?;
-        let fields = p.get("fields").and_then(Value::as_object).cloned().unwrap_or_default();
+        let fields = p
+            .get("fields")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         let id = self.add_item(t, None, fields);
         let original = p.get("useOriginalUfNames").and_then(Value::as_str) == Some("Y");
         let item = self.item(t, id).expect("just added");
@@ -241,7 +255,8 @@ impl Portal {
 
     fn item_update(&mut self, p: &Value) -> Result<Value, ApiErr> {
         let t = self.entity_type(p)?;
-        let id = param_u64(p, "id").ok_or_else(|| err(400, "INVALID_ARG_VALUE", "id is required"))?;
+        let id =
+            param_u64(p, "id").ok_or_else(|| err(400, "INVALID_ARG_VALUE", "id is required"))?;
         let fields = p
             .get("fields")
             .and_then(Value::as_object)
@@ -264,8 +279,13 @@ impl Portal {
         let mut converted = Map::new();
         for (key, value) in fields {
             // A ["name", "base64"] pair uploads a file; the field then holds the file object.
-            let upload = value.as_array().filter(|a| a.len() == 2 && a.iter().all(Value::is_string));
-            if let (true, Some(pair)) = (key.starts_with("UF_CRM_") || key.starts_with("ufCrm"), upload) {
+            let upload = value
+                .as_array()
+                .filter(|a| a.len() == 2 && a.iter().all(Value::is_string));
+            if let (true, Some(pair)) = (
+                key.starts_with("UF_CRM_") || key.starts_with("ufCrm"),
+                upload,
+            ) {
                 let name = pair[0].as_str().unwrap_or_default().to_string();
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(pair[1].as_str().unwrap_or_default())
@@ -288,7 +308,11 @@ impl Portal {
             .ok_or_else(|| err(400, "NOT_FOUND", "Element not found"))?;
         for field in &required {
             if item.get(field).and_then(as_text).is_none() && !converted.contains_key(field) {
-                return Err(err(400, "", &format!("Поле \"{field}\" обязательно для заполнения")));
+                return Err(err(
+                    400,
+                    "",
+                    &format!("Поле \"{field}\" обязательно для заполнения"),
+                ));
             }
         }
         let now = now_iso();
@@ -299,7 +323,10 @@ impl Portal {
                 if old != value {
                     item.insert("previousStageId".into(), old);
                     item.insert("movedTime".into(), json!(now));
-                    if let Some(cat) = value.as_str().and_then(crate::bitrix::model::category_of_stage) {
+                    if let Some(cat) = value
+                        .as_str()
+                        .and_then(crate::bitrix::model::category_of_stage)
+                    {
                         item.insert("categoryId".into(), json!(cat));
                     }
                 }
@@ -361,7 +388,9 @@ impl Portal {
         Value::Array(
             self.statuses
                 .iter()
-                .filter(|s| entity.is_none_or(|e| s.get("ENTITY_ID").and_then(Value::as_str) == Some(e)))
+                .filter(|s| {
+                    entity.is_none_or(|e| s.get("ENTITY_ID").and_then(Value::as_str) == Some(e))
+                })
                 .cloned()
                 .collect(),
         )
@@ -376,7 +405,11 @@ impl Portal {
         let fields = p
             .get("fields")
             .ok_or_else(|| err(400, "100", "Required fields are missing"))?;
-        let entity = fields.get("ENTITY_TYPE").and_then(Value::as_str).unwrap_or_default().to_lowercase();
+        let entity = fields
+            .get("ENTITY_TYPE")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_lowercase();
         let id = fields.get("ENTITY_ID").and_then(as_u64).unwrap_or(0);
         let comment = fields.get("COMMENT").and_then(as_text).unwrap_or_default();
         if comment.is_empty() {
@@ -448,7 +481,11 @@ fn matches_filter(item: &Map<String, Value>, filter: &Value) -> bool {
                 _ => have_s.cmp(&as_str(w)),
             }
         };
-        let list = || -> Vec<Value> { want.as_array().cloned().unwrap_or_else(|| vec![want.clone()]) };
+        let list = || -> Vec<Value> {
+            want.as_array()
+                .cloned()
+                .unwrap_or_else(|| vec![want.clone()])
+        };
         match op {
             "@" => list().iter().any(|w| cmp(w).is_eq()),
             "!@" => !list().iter().any(|w| cmp(w).is_eq()),

@@ -74,14 +74,31 @@ pub fn add_event(p: &mut Portal, e: &NewEvent<'_>) -> u64 {
 }
 
 /// A contact with e-mails given as (multi-field id, address).
-pub fn add_contact(p: &mut Portal, id: u64, last: &str, first: &str, second: &str, emails: &[(u64, &str)]) -> u64 {
+pub fn add_contact(
+    p: &mut Portal,
+    id: u64,
+    last: &str,
+    first: &str,
+    second: &str,
+    emails: &[(u64, &str)],
+) -> u64 {
     let fields = obj(json!({"name": first, "lastName": last, "secondName": second}));
     let id = p.add_item(CONTACT, Some(id), fields);
-    p.emails.insert(id, emails.iter().map(|(i, e)| (*i, e.to_string())).collect());
+    p.emails.insert(
+        id,
+        emails.iter().map(|(i, e)| (*i, e.to_string())).collect(),
+    );
     id
 }
 
-pub fn add_participant(p: &mut Portal, id: u64, contact: u64, event: u64, achievement: Option<&str>, stage: &str) -> u64 {
+pub fn add_participant(
+    p: &mut Portal,
+    id: u64,
+    contact: u64,
+    event: u64,
+    achievement: Option<&str>,
+    stage: &str,
+) -> u64 {
     let fields = obj(json!({"title": format!("Участник {id}"), "stageId": stage,
         "contactId": contact, "contactIds": [contact],
         "UF_CRM_20_EVENT": format!("T{EVENT_TYPE:x}_{event}"),
@@ -100,17 +117,44 @@ pub const DEMO_LETTER: &str = "Здравствуйте!\n\nБлагодарим
 /// The seed instruction's example: an event on «2026-Сертификат» worth "7 баллов", and participants
 /// with one e-mail, two e-mails (the later wins), an individual achievement, and no e-mail.
 pub fn demo(p: &mut Portal) {
-    add_event(p, &NewEvent {
-        id: 7,
-        template: TEMPLATE_OPTION,
-        title: "Инженерная олимпиада школьников «Будущее Сибири»",
-        points: "7 баллов",
-        letter: DEMO_LETTER,
-    });
-    add_contact(p, 45, "Иванова", "Анастасия", "Сергеевна", &[(158, "a.ivanova@example.org")]);
-    add_contact(p, 46, "Петров", "Дмитрий", "Олегович", &[(305, "d.petrov@example.org"), (201, "petrov.old@example.org")]);
+    add_event(
+        p,
+        &NewEvent {
+            id: 7,
+            template: TEMPLATE_OPTION,
+            title: "Инженерная олимпиада школьников «Будущее Сибири»",
+            points: "7 баллов",
+            letter: DEMO_LETTER,
+        },
+    );
+    add_contact(
+        p,
+        45,
+        "Иванова",
+        "Анастасия",
+        "Сергеевна",
+        &[(158, "a.ivanova@example.org")],
+    );
+    add_contact(
+        p,
+        46,
+        "Петров",
+        "Дмитрий",
+        "Олегович",
+        &[
+            (305, "d.petrov@example.org"),
+            (201, "petrov.old@example.org"),
+        ],
+    );
     add_contact(p, 47, "Сидоров", "Максим", "", &[]);
-    add_contact(p, 48, "Кузнецова", "Мария", "Андреевна", &[(410, "m.kuznetsova@example.org")]);
+    add_contact(
+        p,
+        48,
+        "Кузнецова",
+        "Мария",
+        "Андреевна",
+        &[(410, "m.kuznetsova@example.org")],
+    );
     add_participant(p, 100500, 45, 7, None, STAGE_NEW);
     add_participant(p, 100501, 46, 7, None, STAGE_NEW);
     add_participant(p, 100502, 47, 7, None, STAGE_NEW);

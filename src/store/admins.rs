@@ -1,8 +1,8 @@
 //! Admin accounts: logins with argon2id password hashes.
 
 use anyhow::Context;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row;
 
@@ -85,10 +85,11 @@ impl Store {
         login: &str,
         password: &SecretString,
     ) -> anyhow::Result<Option<Admin>> {
-        let row = sqlx::query("SELECT id, login, password_hash, created_at FROM admins WHERE login = $1")
-            .bind(login.trim())
-            .fetch_optional(self.pool())
-            .await?;
+        let row =
+            sqlx::query("SELECT id, login, password_hash, created_at FROM admins WHERE login = $1")
+                .bind(login.trim())
+                .fetch_optional(self.pool())
+                .await?;
         let Some(row) = row else {
             let _ = hash_password(password);
             return Ok(None);

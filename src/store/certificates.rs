@@ -1,8 +1,8 @@
 //! The registry of certificates: what was printed, to whom it went, and its status.
 
 use anyhow::Context;
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{Store, now_ms};
 
@@ -209,11 +209,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_revoked(
-        &self,
-        number: i64,
-        reason: Option<&str>,
-    ) -> anyhow::Result<bool> {
+    pub async fn set_revoked(&self, number: i64, reason: Option<&str>) -> anyhow::Result<bool> {
         let now = now_ms();
         let done = sqlx::query(
             "UPDATE certificates SET revoked_at = $2, revoked_reason = $3, updated_at = $4 \
@@ -230,11 +226,13 @@ impl Store {
     }
 
     pub async fn certificate(&self, number: i64) -> anyhow::Result<Option<CertificateRecord>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM certificates WHERE number = $1")))
-            .bind(number)
-            .fetch_optional(self.pool())
-            .await
-            .context("failed to read the certificate")?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM certificates WHERE number = $1"
+        )))
+        .bind(number)
+        .fetch_optional(self.pool())
+        .await
+        .context("failed to read the certificate")?;
         row.as_ref()
             .map(from_row)
             .transpose()

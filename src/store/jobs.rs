@@ -4,8 +4,8 @@
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{Backend, Store, now_ms};
 
@@ -25,7 +25,11 @@ impl JobKind {
         }
     }
     fn parse(s: &str) -> Self {
-        if s == "resend" { Self::Resend } else { Self::Issue }
+        if s == "resend" {
+            Self::Resend
+        } else {
+            Self::Issue
+        }
     }
 }
 
@@ -338,10 +342,12 @@ impl Store {
     }
 
     pub async fn job(&self, id: i64) -> anyhow::Result<Option<Job>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM jobs WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM jobs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
         Ok(row.as_ref().map(from_row).transpose()?)
     }
 
@@ -355,7 +361,11 @@ impl Store {
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
-    pub async fn jobs_in_states(&self, states: &[JobState], limit: i64) -> anyhow::Result<Vec<Job>> {
+    pub async fn jobs_in_states(
+        &self,
+        states: &[JobState],
+        limit: i64,
+    ) -> anyhow::Result<Vec<Job>> {
         let list = states
             .iter()
             .map(|s| format!("'{}'", s.as_str()))

@@ -1,0 +1,7 @@
+//! Integration tests: one binary, one module per area.
+
+mod helpers;
+mod issuing;
+mod render;
+mod store;
+mod triggers;

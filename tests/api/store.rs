@@ -1,0 +1,170 @@
+//! The store on both backends: the same assertions against SQLite and PostgreSQL.
+
+use certportal::store::{CertificateStatus, IssuedSnapshot, JobKind, JobState, Store};
+use secrecy::SecretString;
+
+use crate::helpers::{Db, fresh_database};
+
+async fn store(db: Db) -> (Store, Option<tempfile::TempDir>) {
+    let (url, dir) = fresh_database(db).await;
+    (
+        Store::connect(&url).await.expect("connects and migrates"),
+        dir,
+    )
+}
+
+fn snapshot(number: i64) -> IssuedSnapshot {
+    IssuedSnapshot {
+        number,
+        code: format!("S.{number}.7"),
+        event_id: Some(7),
+        template: "2026-Сертификат".into(),
+        last_name: "Иванова".into(),
+        first_name: "Анастасия".into(),
+        second_name: "Сергеевна".into(),
+        event_title: "Олимпиада".into(),
+        points: 7,
+        points_text: "7 баллов".into(),
+        email: Some("a@example.org".into()),
+        pdf_sha256: "ab".repeat(32),
+    }
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await } )* }
+    };
+}
+
+both_backends!(
+    duplicate_hints_for_one_participant_make_one_job,
+    a_job_is_leased_by_one_worker_and_taken_again_after_its_lease,
+    a_stage_entry_is_bound_to_one_job_only,
+    progress_survives_and_a_lost_lease_refuses_writes,
+    certificates_are_recorded_sent_and_revoked,
+    admin_passwords_are_checked_against_argon2_hashes,
+    migrations_can_run_twice,
+);
+
+async fn duplicate_hints_for_one_participant_make_one_job(db: Db) {
+    let (s, _d) = store(db).await;
+    assert!(s.enqueue(100, JobKind::Issue).await.unwrap());
+    for _ in 0..4 {
+        assert!(!s.enqueue(100, JobKind::Issue).await.unwrap());
+    }
+    assert!(s.enqueue(101, JobKind::Issue).await.unwrap());
+    assert!(s.enqueue(100, JobKind::Resend).await.unwrap());
+    assert_eq!(s.pending_job_count().await.unwrap(), 3);
+}
+
+async fn a_job_is_leased_by_one_worker_and_taken_again_after_its_lease(db: Db) {
+    let (s, _d) = store(db).await;
+    s.enqueue(100, JobKind::Issue).await.unwrap();
+    let first = s.claim_jobs("w1", 10, 300).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(s.claim_jobs("w2", 10, 300).await.unwrap().is_empty());
+    // A new hint while the job runs is folded into it.
+    assert!(!s.enqueue(100, JobKind::Issue).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let again = s.claim_jobs("w2", 10, 300).await.unwrap();
+    assert_eq!(again.len(), 1, "the dead worker's job is taken again");
+    assert_eq!(again[0].job.attempts, 2);
+    s.finish_job(&again[0], JobState::Done, None).await.unwrap();
+    assert_eq!(s.pending_job_count().await.unwrap(), 0);
+    assert!(
+        s.enqueue(100, JobKind::Issue).await.unwrap(),
+        "a later stage entry queues anew"
+    );
+}
+
+async fn a_stage_entry_is_bound_to_one_job_only(db: Db) {
+    let (s, _d) = store(db).await;
+    s.enqueue(100, JobKind::Issue).await.unwrap();
+    let a = s.claim_jobs("w1", 1, 60_000).await.unwrap().remove(0);
+    assert!(s.bind_stage_entry(&a, "stage@t1").await.unwrap());
+    s.finish_job(&a, JobState::Done, None).await.unwrap();
+    s.enqueue(100, JobKind::Issue).await.unwrap();
+    let b = s.claim_jobs("w1", 1, 60_000).await.unwrap().remove(0);
+    assert!(
+        !s.bind_stage_entry(&b, "stage@t1").await.unwrap(),
+        "same entry twice"
+    );
+    assert!(
+        s.bind_stage_entry(&b, "stage@t2").await.unwrap(),
+        "a new entry"
+    );
+}
+
+async fn progress_survives_and_a_lost_lease_refuses_writes(db: Db) {
+    let (s, _d) = store(db).await;
+    s.enqueue(100, JobKind::Issue).await.unwrap();
+    let mut a = s.claim_jobs("w1", 1, 200).await.unwrap().remove(0);
+    a.job.progress.mail_sent = true;
+    a.job.progress.message_id = Some("<m@x>".into());
+    assert!(s.save_progress(&a, 200).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let b = s.claim_jobs("w2", 1, 60_000).await.unwrap().remove(0);
+    assert!(
+        b.job.progress.mail_sent,
+        "the new worker sees the e-mail was sent"
+    );
+    assert_eq!(b.job.progress.message_id.as_deref(), Some("<m@x>"));
+    assert!(
+        !s.save_progress(&a, 200).await.unwrap(),
+        "the old worker lost its lease"
+    );
+}
+
+async fn certificates_are_recorded_sent_and_revoked(db: Db) {
+    let (s, _d) = store(db).await;
+    s.record_rendered(&snapshot(100500)).await.unwrap();
+    let c = s.certificate(100500).await.unwrap().unwrap();
+    assert_eq!(c.status, CertificateStatus::Sending);
+    assert_eq!(c.holder_full(), "Иванова Анастасия Сергеевна");
+    s.mark_sent(100500, "<id@x>").await.unwrap();
+    let c = s.certificate(100500).await.unwrap().unwrap();
+    assert_eq!(c.status, CertificateStatus::Sent);
+    assert!(c.issued_at.is_some());
+    assert!(
+        s.set_revoked(100500, Some("ошибка в фамилии"))
+            .await
+            .unwrap()
+    );
+    assert!(s.certificate(100500).await.unwrap().unwrap().is_revoked());
+    assert!(s.set_revoked(100500, None).await.unwrap());
+    assert!(!s.certificate(100500).await.unwrap().unwrap().is_revoked());
+    s.mark_problem(100501, CertificateStatus::Problem, "нет e-mail")
+        .await
+        .unwrap();
+    let p = s.certificate(100501).await.unwrap().unwrap();
+    assert_eq!(
+        (p.status, p.problem.as_deref()),
+        (CertificateStatus::Problem, Some("нет e-mail"))
+    );
+    assert!(s.certificate(9).await.unwrap().is_none());
+}
+
+async fn admin_passwords_are_checked_against_argon2_hashes(db: Db) {
+    let (s, _d) = store(db).await;
+    let good = SecretString::from("correct horse".to_string());
+    s.upsert_admin("staff", &good).await.unwrap();
+    assert!(s.check_admin("staff", &good).await.unwrap().is_some());
+    let bad = SecretString::from("wrong password".to_string());
+    assert!(s.check_admin("staff", &bad).await.unwrap().is_none());
+    assert!(s.check_admin("nobody", &good).await.unwrap().is_none());
+    assert!(
+        s.upsert_admin("staff", &SecretString::from("short".to_string()))
+            .await
+            .is_err()
+    );
+    assert_eq!(s.admins().await.unwrap().len(), 1);
+    assert!(s.remove_admin("staff").await.unwrap());
+}
+
+async fn migrations_can_run_twice(db: Db) {
+    let (url, _d) = fresh_database(db).await;
+    Store::connect(&url).await.unwrap();
+    let again = Store::connect(&url).await.unwrap();
+    again.ping().await.unwrap();
+}
