@@ -83,6 +83,9 @@ pub struct Settings {
     pub verify_cache_ttl: Duration,
     pub verify_share: f64,
     pub verify_full_name: bool,
+    pub verify_per_minute: f64,
+    pub verify_burst: u32,
+    pub trust_forwarded: bool,
 }
 
 pub const DEFAULT_SUBJECT: &str = "Сертификат участника мероприятия «{event}»";
@@ -324,6 +327,9 @@ impl Settings {
             )?),
             verify_share,
             verify_full_name: src.parsed("VERIFY_SHOW_FULL_NAME", false, "true or false")?,
+            verify_per_minute: src.parsed("VERIFY_RATE_PER_MINUTE", 60.0, "requests per minute")?,
+            verify_burst: src.parsed("VERIFY_BURST", 30, "a whole number")?,
+            trust_forwarded: src.parsed("TRUST_FORWARDED", false, "true or false")?,
         })
     }
 
@@ -433,6 +439,9 @@ impl Settings {
             ),
             ("VERIFY_BITRIX_SHARE", self.verify_share.to_string()),
             ("VERIFY_SHOW_FULL_NAME", self.verify_full_name.to_string()),
+            ("VERIFY_RATE_PER_MINUTE", self.verify_per_minute.to_string()),
+            ("VERIFY_BURST", self.verify_burst.to_string()),
+            ("TRUST_FORWARDED", self.trust_forwarded.to_string()),
         ];
         for (k, v) in rows {
             let _ = writeln!(out, "{k} = {v}");

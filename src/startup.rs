@@ -19,6 +19,8 @@ use crate::issuing::{Issuer, IssuerConfig, run_poll, run_workers, triggers};
 use crate::mail::Mailer;
 use crate::render::Renderer;
 use crate::store::Store;
+use crate::verify;
+use crate::verify::{IpLimiter, Verifier};
 
 /// Shared by every request handler.
 pub struct AppState {
@@ -26,6 +28,8 @@ pub struct AppState {
     pub store: Store,
     pub renderer: Arc<Renderer>,
     pub issuer: Option<Issuer>,
+    pub verifier: Verifier,
+    pub verify_limiter: IpLimiter,
 }
 
 pub struct Application {
@@ -66,11 +70,24 @@ impl Application {
             .with_context(|| format!("CERTPORTAL_BIND: cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let settings = Arc::new(settings);
+        let verifier = Verifier::new(
+            store.clone(),
+            issuer.as_ref().map(|i| i.crm.clone()),
+            issuer
+                .as_ref()
+                .map(|i| i.stages.clone())
+                .unwrap_or_default(),
+            settings.verify_cache_ttl,
+            settings.bitrix.rate * settings.verify_share,
+            settings.verify_full_name,
+        );
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             store,
             renderer,
             issuer: issuer.clone(),
+            verifier,
+            verify_limiter: IpLimiter::new(settings.verify_per_minute, settings.verify_burst),
         });
         let app_state = state.clone();
         let server = HttpServer::new(move || {
@@ -80,6 +97,7 @@ impl Application {
                 .app_data(app_state.clone())
                 .app_data(web::PayloadConfig::new(12 * 1024 * 1024))
                 .configure(routes)
+                .default_service(web::to(crate::web::not_found))
         })
         .listen(listener)?
         .shutdown_timeout(30)
@@ -209,7 +227,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/bitrix/events", web::post().to(triggers::events))
         .route("/bitrix/robot", web::get().to(triggers::robot))
-        .route("/bitrix/robot", web::post().to(triggers::robot));
+        .route("/bitrix/robot", web::post().to(triggers::robot))
+        .route("/static/style.css", web::get().to(crate::web::style_css))
+        .route("/", web::get().to(verify::pages::home))
+        .route("/verify", web::get().to(verify::pages::verify_get))
+        .route("/verify", web::post().to(verify::pages::verify_post))
+        .route(
+            "/api/v1/certificates/{code}",
+            web::get().to(verify::api::certificate),
+        )
+        .route(
+            "/api/v1/certificates/{code}",
+            web::method(actix_web::http::Method::OPTIONS).to(verify::api::preflight),
+        );
 }
 
 async fn healthz() -> HttpResponse {

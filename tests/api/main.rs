@@ -5,3 +5,4 @@ mod issuing;
 mod render;
 mod store;
 mod triggers;
+mod verify;
