@@ -36,7 +36,11 @@ pub fn decode_qr(bytes: &[u8]) -> Result<String, DecodeError> {
     let (w, h) = gray.dimensions();
     let longest = w.max(h);
     let mut sizes: Vec<u32> = vec![longest];
-    sizes.extend([1600, 1200, 800, 500].into_iter().filter(|s| *s < longest));
+    sizes.extend(
+        [2000, 1600, 1400, 1200, 1000, 800, 600]
+            .into_iter()
+            .filter(|s| *s < longest),
+    );
     for size in sizes {
         let candidate = if size == longest {
             gray.clone()

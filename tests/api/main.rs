@@ -2,6 +2,7 @@
 
 mod helpers;
 mod issuing;
+mod photos;
 mod render;
 mod store;
 mod triggers;
