@@ -1,5 +1,6 @@
 //! certportal: issues and verifies event certificates for a Bitrix24-based admissions CRM.
 
+pub mod admin;
 pub mod bench;
 pub mod bitrix;
 pub mod cli;
@@ -8,6 +9,7 @@ pub mod demo;
 pub mod domain;
 pub mod issuing;
 pub mod mail;
+pub mod metrics;
 pub mod render;
 pub mod sandbox;
 pub mod startup;

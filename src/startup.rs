@@ -30,6 +30,7 @@ pub struct AppState {
     pub issuer: Option<Issuer>,
     pub verifier: Verifier,
     pub verify_limiter: IpLimiter,
+    pub login_throttle: crate::admin::LoginThrottle,
 }
 
 pub struct Application {
@@ -88,6 +89,7 @@ impl Application {
             issuer: issuer.clone(),
             verifier,
             verify_limiter: IpLimiter::new(settings.verify_per_minute, settings.verify_burst),
+            login_throttle: crate::admin::LoginThrottle::default(),
         });
         let app_state = state.clone();
         let server = HttpServer::new(move || {
@@ -229,6 +231,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/bitrix/robot", web::get().to(triggers::robot))
         .route("/bitrix/robot", web::post().to(triggers::robot))
         .route("/static/style.css", web::get().to(crate::web::style_css))
+        .route("/metrics", web::get().to(crate::metrics::metrics))
+        .configure(crate::admin::routes)
         .route("/", web::get().to(verify::pages::home))
         .route("/verify", web::get().to(verify::pages::verify_get))
         .route("/verify", web::post().to(verify::pages::verify_post))

@@ -35,3 +35,27 @@ pub async fn not_found() -> HttpResponse {
         "Такой страницы нет. Проверьте адрес или начните с главной страницы.",
     )
 }
+
+/// A rendered template as an HTML response, or the error page if rendering failed.
+pub fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResponse {
+    match body {
+        Ok(b) => HttpResponseBuilder::new(status)
+            .content_type("text/html; charset=utf-8")
+            .body(b),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Ошибка",
+                "Страница не сформировалась.",
+            )
+        }
+    }
+}
+
+/// A Unix-ms time as UTC text for tables: "2026-12-04 10:00".
+pub fn format_ms(ms: Option<i64>) -> String {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}

@@ -326,7 +326,8 @@ impl Issuer {
                 Err(e) => crm_error = Some(e),
             }
         }
-        if crm_error.is_none() {
+        // A re-send leaves the participant where it is: the certificate itself stands.
+        if crm_error.is_none() && claimed.job.kind != JobKind::Resend {
             let category = match self.crm.participant(pid).await {
                 Ok(p) => p.and_then(|p| p.category_id),
                 Err(_) => None,

@@ -84,11 +84,11 @@ impl CertificateRecord {
     }
 }
 
-const COLUMNS: &str = "number, code, event_id, template, last_name, first_name, second_name, \
+pub(super) const COLUMNS: &str = "number, code, event_id, template, last_name, first_name, second_name, \
     event_title, points, points_text, email, pdf_sha256, status, problem, message_id, issued_at, \
     revoked_at, revoked_reason, created_at, updated_at";
 
-fn from_row(row: &AnyRow) -> Result<CertificateRecord, sqlx::Error> {
+pub(super) fn from_row(row: &AnyRow) -> Result<CertificateRecord, sqlx::Error> {
     let status: String = row.try_get("status")?;
     Ok(CertificateRecord {
         snapshot: IssuedSnapshot {

@@ -15,6 +15,8 @@ pub enum JobKind {
     Issue,
     /// Send an already issued certificate again (admin action).
     Resend,
+    /// Run the whole pipeline again whatever the stage (admin action).
+    Reissue,
 }
 
 impl JobKind {
@@ -22,6 +24,7 @@ impl JobKind {
         match self {
             Self::Issue => "issue",
             Self::Resend => "resend",
+            Self::Reissue => "reissue",
         }
     }
     fn parse(s: &str) -> Self {

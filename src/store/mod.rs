@@ -5,6 +5,8 @@ mod admins;
 mod audit;
 mod certificates;
 mod jobs;
+mod registry;
+mod sessions;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,6 +20,8 @@ pub use admins::Admin;
 pub use audit::AuditEntry;
 pub use certificates::{CertificateRecord, CertificateStatus, IssuedSnapshot};
 pub use jobs::{ClaimedJob, Job, JobEvent, JobKind, JobState, Progress};
+pub use registry::{RegistryFilter, RegistryPage, RegistryRow, RegistrySort};
+pub use sessions::{Session, random_token};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

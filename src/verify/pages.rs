@@ -11,7 +11,7 @@ use super::decode::{DecodeError, MAX_UPLOAD, decode_qr};
 use super::{Check, CheckResult, Status, Verification};
 use crate::domain::CertificateCode;
 use crate::startup::AppState;
-use crate::web::error_page;
+use crate::web::html;
 
 #[derive(Template)]
 #[template(path = "verify/index.html")]
@@ -41,22 +41,6 @@ impl Check {
             CheckResult::Passed => "пройдена",
             CheckResult::Failed => "не пройдена",
             CheckResult::Unknown => "не выполнена",
-        }
-    }
-}
-
-fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResponse {
-    match body {
-        Ok(b) => HttpResponse::build(status)
-            .content_type("text/html; charset=utf-8")
-            .body(b),
-        Err(e) => {
-            tracing::error!(error = %e, "template failed");
-            error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Ошибка",
-                "Страница не сформировалась.",
-            )
         }
     }
 }

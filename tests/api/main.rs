@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod admin;
 mod helpers;
 mod issuing;
 mod photos;
