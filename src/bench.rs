@@ -14,15 +14,37 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 300)]
         iterations: usize,
     },
+    /// Cached verification throughput and latency against a running server, QR photo decode time.
+    Verify {
+        #[arg(long, default_value_t = 50_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// Console listing speed at the database over a large registry.
+    Registry {
+        #[arg(long, default_value_t = 100_000)]
+        rows: i64,
+        /// Database to fill (default: a temporary SQLite file); a PostgreSQL URL measures that backend.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 pub async fn run(settings: &Settings, what: BenchCommand) -> anyhow::Result<()> {
     match what {
         BenchCommand::Render { iterations } => render(settings, iterations),
+        BenchCommand::Verify {
+            requests,
+            concurrency,
+        } => super::bench_verify::run(requests, concurrency).await,
+        BenchCommand::Registry { rows, database_url } => {
+            super::bench_verify::registry(rows, database_url).await
+        }
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
 }
@@ -63,6 +85,19 @@ fn render(settings: &Settings, iterations: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ms(d: Duration) -> f64 {
+pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Peak resident memory of this process (VmHWM), in MB.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -67,6 +67,10 @@ impl Application {
                 .await
                 .context("ADMIN_LOGIN / ADMIN_PASSWORD")?;
         }
+        let orphans = store.release_orphans().await?;
+        if orphans > 0 {
+            tracing::info!(orphans, "resuming jobs the previous process left running");
+        }
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("CERTPORTAL_BIND: cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
@@ -231,6 +235,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/bitrix/robot", web::get().to(triggers::robot))
         .route("/bitrix/robot", web::post().to(triggers::robot))
         .route("/static/style.css", web::get().to(crate::web::style_css))
+        .route("/favicon.ico", web::get().to(crate::web::favicon))
+        .route("/favicon.svg", web::get().to(crate::web::favicon))
         .route("/metrics", web::get().to(crate::metrics::metrics))
         .configure(crate::admin::routes)
         .route("/", web::get().to(verify::pages::home))

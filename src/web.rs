@@ -11,6 +11,13 @@ pub async fn style_css() -> HttpResponse {
         .body(include_str!("../static/style.css"))
 }
 
+pub async fn favicon() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header(("Cache-Control", "public, max-age=86400"))
+        .body(include_str!("../static/favicon.svg"))
+}
+
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {

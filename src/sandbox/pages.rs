@@ -15,7 +15,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sandbox/move", web::post().to(move_participant))
         .route("/sandbox/mail", web::get().to(mail_page))
         .route("/sandbox/mail/{n}", web::get().to(mail_file))
-        .route("/static/style.css", web::get().to(crate::web::style_css));
+        .route("/static/style.css", web::get().to(crate::web::style_css))
+        .route("/favicon.ico", web::get().to(crate::web::favicon));
 }
 
 struct Row {

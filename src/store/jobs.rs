@@ -330,6 +330,22 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// SQLite serves one instance: at start-up, whatever it had running died with the last process.
+    pub async fn release_orphans(&self) -> anyhow::Result<u64> {
+        if self.backend() != Backend::Sqlite {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'queued', lease_until = NULL, leased_by = NULL, updated_at = $1 \
+             WHERE state = 'running'",
+        )
+        .bind(now_ms())
+        .execute(self.pool())
+        .await
+        .context("failed to release orphaned jobs")?;
+        Ok(done.rows_affected())
+    }
+
     /// Makes a waiting or failed job run now (admin "retry now").
     pub async fn retry_now(&self, job_id: i64) -> anyhow::Result<bool> {
         let now = now_ms();

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area.
 
 mod admin;
+mod browser;
 mod helpers;
 mod issuing;
 mod photos;

@@ -146,3 +146,35 @@ async fn health_answers_and_readiness_checks_database_and_portal() {
         .unwrap();
     assert_eq!(r.status(), 503);
 }
+
+#[tokio::test]
+async fn a_stage_name_that_matches_nothing_stops_start_up_with_its_variable() {
+    let sandbox = certportal::sandbox::Sandbox::start(0).await.unwrap();
+    let vars = [
+        ("BITRIX_WEBHOOK_URL", sandbox.webhook_url()),
+        (
+            "BITRIX_PARTICIPANT_TYPE_ID",
+            seed::PARTICIPANT_TYPE.to_string(),
+        ),
+        ("BITRIX_EVENT_TYPE_ID", seed::EVENT_TYPE.to_string()),
+        ("SMTP_URL", "smtp://127.0.0.1:25".to_string()),
+        ("MAIL_FROM", "a@b.example".to_string()),
+        ("BITRIX_STAGE_SENT", "Отправлено давно".to_string()),
+    ];
+    let settings = certportal::config::Settings::load(&certportal::config::Source::from_map(
+        vars.into_iter().map(|(k, v)| (k.to_string(), v)),
+    ))
+    .unwrap();
+    let (url, _dir) = crate::helpers::fresh_database(crate::helpers::Db::Sqlite).await;
+    let store = certportal::store::Store::connect(&url).await.unwrap();
+    let renderer = std::sync::Arc::new(certportal::render::Renderer::new(None).unwrap());
+    let err = certportal::startup::build_issuer(&settings, store, renderer)
+        .await
+        .err()
+        .expect("start-up must fail");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("BITRIX_STAGE_SENT") && text.contains("Отправлено давно"),
+        "{text}"
+    );
+}
