@@ -45,8 +45,12 @@ pub async fn run(requests: usize, concurrency: usize) -> anyhow::Result<()> {
     let issuer = build_issuer(&settings, store.clone(), renderer.clone()).await?;
     let app = Application::start(settings, store, renderer, Some(issuer)).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
     tokio::spawn(app.run_until_stopped());
     sandbox.move_participant(100500, seed::STAGE_GENERATE);
+    if let Some(issuer) = &state.issuer {
+        issuer.hint(100500).await?;
+    }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()?;

@@ -80,6 +80,7 @@ pub struct Settings {
     pub workers: usize,
     pub job_lease: Duration,
     pub retry_base: Duration,
+    pub batch_size: usize,
     pub verify_cache_ttl: Duration,
     pub verify_share: f64,
     pub verify_full_name: bool,
@@ -319,6 +320,9 @@ impl Settings {
             max_attempts: src.parsed("MAX_ATTEMPTS", 8, "a whole number")?,
             workers: src.parsed("WORKERS", 2, "a whole number")?,
             job_lease: Duration::from_secs(src.parsed("JOB_LEASE_SECS", 120, "seconds")?.max(1)),
+            batch_size: src
+                .parsed("BATCH_SIZE", 50, "a whole number from 1 to 50")?
+                .clamp(1, 50),
             retry_base: Duration::from_millis(src.parsed("RETRY_BASE_MS", 5000, "milliseconds")?),
             verify_cache_ttl: Duration::from_secs(src.parsed(
                 "VERIFY_CACHE_TTL_SECS",
@@ -433,6 +437,7 @@ impl Settings {
             ("METRICS_TOKEN", secret(&self.metrics_token).into()),
             ("MAX_ATTEMPTS", self.max_attempts.to_string()),
             ("WORKERS", self.workers.to_string()),
+            ("BATCH_SIZE", self.batch_size.to_string()),
             (
                 "VERIFY_CACHE_TTL_SECS",
                 self.verify_cache_ttl.as_secs().to_string(),

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod bench;
+mod bench_issue;
 mod bench_verify;
 pub mod bitrix;
 pub mod cli;

@@ -192,6 +192,7 @@ pub async fn build_issuer(
             max_attempts: settings.max_attempts.max(1),
             lease: settings.job_lease,
             base_backoff: settings.retry_base,
+            batch_size: settings.batch_size,
             ..IssuerConfig::default()
         }),
         stats: Arc::default(),

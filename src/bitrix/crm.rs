@@ -123,16 +123,54 @@ impl Crm {
     }
 
     pub async fn event(&self, id: u64) -> Result<Option<EventCard>, BitrixError> {
-        let Some(item) = self.get_item(self.event_type, id).await? else {
-            return Ok(None);
-        };
+        match self.get_item(self.event_type, id).await? {
+            Some(item) => Ok(Some(self.event_from(id, &item).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Events by id in one `crm.item.list` call (up to 50 ids); absent ids do not exist.
+    pub async fn events(&self, ids: &[u64]) -> Result<BTreeMap<u64, EventCard>, BitrixError> {
+        let items = self.list_by_ids(self.event_type, ids).await?;
+        let mut out = BTreeMap::new();
+        for item in items {
+            if let Some(id) = item.get("id").and_then(as_u64) {
+                out.insert(id, self.event_from(id, &item).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Contacts by id in one `crm.item.list` call; `select: ["*"]` brings the `fm` e-mail list.
+    pub async fn contacts(&self, ids: &[u64]) -> Result<BTreeMap<u64, Contact>, BitrixError> {
+        let items = self.list_by_ids(CONTACT_TYPE, ids).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| Some((i.get("id").and_then(as_u64)?, Contact::from_item(i))))
+            .collect())
+    }
+
+    async fn list_by_ids(&self, entity_type: u32, ids: &[u64]) -> Result<Vec<Value>, BitrixError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let params = json!({"entityTypeId": entity_type, "filter": {"@id": ids},
+            "select": ["*"], "useOriginalUfNames": "Y", "start": -1});
+        let result = self
+            .client
+            .result("crm.item.list", &params, Idempotent::Yes)
+            .await?;
+        Ok(items_of(&result))
+    }
+
+    async fn event_from(&self, id: u64, item: &Value) -> Result<EventCard, BitrixError> {
         let f = &self.fields;
         let mut card = EventCard {
             id,
-            template: field(&item, &f.event_template).and_then(as_text),
-            title: field(&item, &f.event_title).and_then(as_text),
-            points: field(&item, &f.event_points).and_then(as_text),
-            letter: field(&item, &f.event_letter).and_then(as_text),
+            template: field(item, &f.event_template).and_then(as_text),
+            title: field(item, &f.event_title).and_then(as_text),
+            points: field(item, &f.event_points).and_then(as_text),
+            letter: field(item, &f.event_letter).and_then(as_text),
         };
         // A list field stores an option id; its text is in crm.item.fields.
         if card
@@ -149,7 +187,7 @@ impl Crm {
                 card.template = Some(text.clone());
             }
         }
-        Ok(Some(card))
+        Ok(card)
     }
 
     async fn event_field_options(
@@ -234,6 +272,66 @@ impl Crm {
         );
         fields.insert("stageId".into(), json!(stage_id));
         self.update(participant_id, Value::Object(fields)).await
+    }
+
+    /// `complete` for many participants in `batch` calls of up to 50; one result per item, so one
+    /// failure leaves the others done.
+    pub async fn complete_many(
+        &self,
+        items: &[(u64, String, Vec<u8>)],
+    ) -> Vec<Result<(), BitrixError>> {
+        use base64::Engine;
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(50) {
+            let mut cmd = serde_json::Map::new();
+            for (pid, stage, qr) in chunk {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(qr);
+                let query = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("entityTypeId", &self.participant_type.to_string())
+                    .append_pair("id", &pid.to_string())
+                    .append_pair("useOriginalUfNames", "Y")
+                    .append_pair(
+                        &format!("fields[{}][0]", self.fields.participant_qr),
+                        &format!("qr-{pid}.png"),
+                    )
+                    .append_pair(&format!("fields[{}][1]", self.fields.participant_qr), &b64)
+                    .append_pair("fields[stageId]", stage)
+                    .finish();
+                cmd.insert(format!("u{pid}"), json!(format!("crm.item.update?{query}")));
+            }
+            let params = json!({"halt": 0, "cmd": cmd});
+            match self.client.result("batch", &params, Idempotent::Yes).await {
+                Ok(result) => {
+                    for (pid, _, _) in chunk {
+                        let key = format!("u{pid}");
+                        let error = result.get("result_error").and_then(|e| e.get(&key));
+                        let done = result
+                            .get("result")
+                            .and_then(|r| r.get(&key))
+                            .is_some_and(|v| !v.is_null());
+                        out.push(match error {
+                            Some(e) => Err(BitrixError::Api {
+                                method: "crm.item.update".into(),
+                                status: 400,
+                                code: e.get("error").and_then(as_text).unwrap_or_default(),
+                                description: e
+                                    .get("error_description")
+                                    .and_then(as_text)
+                                    .unwrap_or_default(),
+                            }),
+                            None if done => Ok(()),
+                            None => Err(BitrixError::Unexpected {
+                                method: "batch".into(),
+                                status: 200,
+                                snippet: format!("no result for {key}"),
+                            }),
+                        });
+                    }
+                }
+                Err(e) => out.extend(chunk.iter().map(|_| Err(e.clone()))),
+            }
+        }
+        out
     }
 
     pub async fn move_to(&self, participant_id: u64, stage_id: &str) -> Result<(), BitrixError> {

@@ -2,9 +2,11 @@
 //! the participant in «Выслан файл» (or «Проблемные», with the reason in the CRM).
 
 mod pipeline;
+mod prefetch;
 mod prepare;
 pub mod triggers;
 mod worker;
 
-pub use pipeline::{Issuer, IssuerConfig};
+pub use pipeline::{Completion, Issuer, IssuerConfig};
+pub use prefetch::Prefetch;
 pub use worker::{ExecutionOutcome, run_poll, run_workers};

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use super::prefetch::Prefetch;
 use super::prepare::{PrepareError, Prepared, prepare};
 use crate::bitrix::{BitrixError, Crm, Participant, Stages};
 use crate::domain::CertificateCode;
@@ -24,6 +25,8 @@ pub struct IssuerConfig {
     /// First retry delay; doubles per attempt up to `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Jobs a worker takes at once (bulk reads, batched writes); 1 turns batching off.
+    pub batch_size: usize,
 }
 
 impl Default for IssuerConfig {
@@ -34,6 +37,7 @@ impl Default for IssuerConfig {
             lease: Duration::from_secs(120),
             base_backoff: Duration::from_secs(5),
             max_backoff: Duration::from_secs(600),
+            batch_size: 50,
         }
     }
 }
@@ -58,6 +62,22 @@ pub struct Issuer {
     pub config: Arc<IssuerConfig>,
     pub stats: Arc<IssuingStats>,
     pub wake: Arc<tokio::sync::Notify>,
+}
+
+/// A job whose e-mail went out and whose QR and stage are still to be written to the CRM.
+pub struct Completion {
+    pub claimed: ClaimedJob,
+    pub stage: String,
+    pub qr: Vec<u8>,
+}
+
+enum Step {
+    Finish(JobState),
+    /// What is left: write the QR and move the stage.
+    Complete {
+        stage: String,
+        qr: Vec<u8>,
+    },
 }
 
 /// How a job run ended, when it did not finish.
@@ -87,22 +107,69 @@ impl From<anyhow::Error> for Stop {
 }
 
 impl Issuer {
-    /// Runs one claimed job to its end (done, problem, retry later or ignored).
+    /// Runs one claimed job to its end (done, problem, retry later or ignored). With `defer`, the
+    /// final CRM write is handed back instead, for a batched write of many jobs.
     #[tracing::instrument(skip_all, fields(job = claimed.job.id, participant = claimed.job.participant_id))]
-    pub async fn run_job(&self, mut claimed: ClaimedJob) -> anyhow::Result<()> {
-        match self.steps(&mut claimed).await {
-            Ok(Some(state)) => {
-                self.store.finish_job(&claimed, state, None).await?;
+    pub async fn run_job(
+        &self,
+        mut claimed: ClaimedJob,
+        prefetch: &Prefetch,
+        defer: bool,
+    ) -> anyhow::Result<Option<Completion>> {
+        match self.steps(&mut claimed, prefetch).await {
+            Ok(Step::Finish(state)) => self.store.finish_job(&claimed, state, None).await?,
+            Ok(Step::Complete { stage, qr }) if defer => {
+                return Ok(Some(Completion { claimed, stage, qr }));
             }
-            Ok(None) => {}
-            Err(Stop::LeaseLost) => {
+            Ok(Step::Complete { stage, qr }) => {
+                let pid = claimed.job.participant_id as u64;
+                let result = self.crm.complete(pid, &stage, &qr).await;
+                self.complete(claimed, result).await?;
+            }
+            Err(stop) => self.stop(claimed, stop).await?,
+        }
+        Ok(None)
+    }
+
+    /// Ends a job after the (possibly batched) write of its QR and stage.
+    pub async fn complete(
+        &self,
+        mut claimed: ClaimedJob,
+        result: Result<(), BitrixError>,
+    ) -> anyhow::Result<()> {
+        match result {
+            Ok(()) => {
+                claimed.job.progress.crm_updated = true;
+                self.store
+                    .record_job_event(
+                        &claimed.job,
+                        "crm",
+                        "ok",
+                        "QR сохранён, участник переведён в «Выслан файл»",
+                    )
+                    .await?;
+                self.store.finish_job(&claimed, JobState::Done, None).await
+            }
+            Err(e) if !e.is_transient() => {
+                let reason = format!(
+                    "сертификат отправлен, но участника не удалось перевести в «Выслан файл»: {e}"
+                );
+                self.stop(claimed, Stop::Problem(reason)).await
+            }
+            Err(e) => self.stop(claimed, e.into()).await,
+        }
+    }
+
+    async fn stop(&self, mut claimed: ClaimedJob, stop: Stop) -> anyhow::Result<()> {
+        match stop {
+            Stop::LeaseLost => {
                 tracing::warn!("lease lost; another worker continues this job");
             }
-            Err(Stop::Problem(reason)) => {
+            Stop::Problem(reason) => {
                 self.problem(&mut claimed, &reason, CertificateStatus::Problem)
                     .await?;
             }
-            Err(Stop::Transient(error)) => {
+            Stop::Transient(error) => {
                 let attempts = claimed.job.attempts.max(1) as u32;
                 if attempts >= self.config.max_attempts {
                     let reason = format!(
@@ -145,13 +212,13 @@ impl Issuer {
         }
     }
 
-    /// The steps; `Ok(Some(state))` ends the job in that state.
-    async fn steps(&self, claimed: &mut ClaimedJob) -> Result<Option<JobState>, Stop> {
+    /// The steps, up to the final CRM write.
+    async fn steps(&self, claimed: &mut ClaimedJob, prefetch: &Prefetch) -> Result<Step, Stop> {
         let pid = claimed.job.participant_id as u64;
-        let Some(participant) = self.crm.participant(pid).await? else {
+        let Some(participant) = prefetch.participant(&self.crm, pid).await? else {
             self.note(claimed, "read", "ignored", "участник не найден в CRM")
                 .await?;
-            return Ok(Some(JobState::Ignored));
+            return Ok(Step::Finish(JobState::Ignored));
         };
 
         if !claimed.job.progress.confirmed {
@@ -162,7 +229,7 @@ impl Issuer {
                         participant.stage_id
                     );
                     self.note(claimed, "read", "ignored", &msg).await?;
-                    return Ok(Some(JobState::Ignored));
+                    return Ok(Step::Finish(JobState::Ignored));
                 }
                 let entry = format!("{}@{}", participant.stage_id, participant.moved_time);
                 if !self.store.bind_stage_entry(claimed, &entry).await? {
@@ -173,7 +240,7 @@ impl Issuer {
                         "этот переход в стадию уже обработан",
                     )
                     .await?;
-                    return Ok(Some(JobState::Ignored));
+                    return Ok(Step::Finish(JobState::Ignored));
                 }
                 claimed.job.dedupe_key = Some(entry);
             }
@@ -182,58 +249,45 @@ impl Issuer {
         }
 
         if !claimed.job.progress.mail_sent {
-            self.render_and_send(claimed, &participant).await?;
+            self.render_and_send(claimed, &participant, prefetch)
+                .await?;
         }
-        if claimed.job.kind == JobKind::Resend {
-            return Ok(Some(JobState::Done));
+        if claimed.job.kind == JobKind::Resend || claimed.job.progress.crm_updated {
+            return Ok(Step::Finish(JobState::Done));
         }
 
-        if !claimed.job.progress.crm_updated {
-            let code = claimed
-                .job
-                .progress
-                .code
-                .as_deref()
-                .and_then(|c| CertificateCode::parse(c).ok())
-                .ok_or_else(|| Stop::Transient("progress lost the certificate code".into()))?;
-            let qr = QrMatrix::encode(&code.to_string()).to_png(8);
-            let Some(target) = Stages::target(&self.stages.sent, participant.category_id) else {
-                return Err(Stop::Problem(format!(
-                    "в воронке {} нет стадии «Выслан файл»",
-                    participant.category_id.unwrap_or_default()
-                )));
-            };
-            match self.crm.complete(pid, target, &qr).await {
-                Ok(()) => {}
-                Err(e) if !e.is_transient() => {
-                    return Err(Stop::Problem(format!(
-                        "сертификат отправлен, но участника не удалось перевести в «Выслан файл»: {e}"
-                    )));
-                }
-                Err(e) => return Err(e.into()),
-            }
-            claimed.job.progress.crm_updated = true;
-            self.note(
-                claimed,
-                "crm",
-                "ok",
-                "QR сохранён, участник переведён в «Выслан файл»",
-            )
-            .await?;
-        }
-        Ok(Some(JobState::Done))
+        let code = claimed
+            .job
+            .progress
+            .code
+            .as_deref()
+            .and_then(|c| CertificateCode::parse(c).ok())
+            .ok_or_else(|| Stop::Transient("progress lost the certificate code".into()))?;
+        let qr = QrMatrix::encode(&code.to_string()).to_png(8);
+        let Some(stage) = Stages::target(&self.stages.sent, participant.category_id) else {
+            return Err(Stop::Problem(format!(
+                "в воронке {} нет стадии «Выслан файл»",
+                participant.category_id.unwrap_or_default()
+            )));
+        };
+        Ok(Step::Complete {
+            stage: stage.clone(),
+            qr,
+        })
     }
 
     async fn render_and_send(
         &self,
         claimed: &mut ClaimedJob,
         participant: &Participant,
+        prefetch: &Prefetch,
     ) -> Result<(), Stop> {
-        let prepared: Prepared = match prepare(&self.crm, &self.renderer, participant).await {
-            Ok(p) => p,
-            Err(PrepareError::Problem(reason)) => return Err(Stop::Problem(reason)),
-            Err(PrepareError::Bitrix(e)) => return Err(e.into()),
-        };
+        let prepared: Prepared =
+            match prepare(&self.crm, prefetch, &self.renderer, participant).await {
+                Ok(p) => p,
+                Err(PrepareError::Problem(reason)) => return Err(Stop::Problem(reason)),
+                Err(PrepareError::Bitrix(e)) => return Err(e.into()),
+            };
         let rendered = self
             .renderer
             .render(&prepared.template, &prepared.data)
@@ -241,7 +295,9 @@ impl Issuer {
                 RenderError::MissingGlyph { .. } | RenderError::UnknownTemplate(_) => {
                     Stop::Problem(format!("сертификат не сформирован: {e}"))
                 }
-                RenderError::Background(_) => Stop::Transient(e.to_string()),
+                RenderError::Background(_) | RenderError::Write(_) => {
+                    Stop::Transient(e.to_string())
+                }
             })?;
         let data = &prepared.data;
         let code = data.code().to_string();
@@ -281,6 +337,9 @@ impl Issuer {
             pdf: &rendered.pdf,
             message_id: message_id.clone(),
         };
+        // Renew the lease (and make sure it is still ours) right before the one step that cannot be
+        // taken back.
+        self.save(claimed).await?;
         match self.mailer.send(letter).await {
             Ok(()) => {}
             Err(MailError::Permanent(e)) => {

@@ -1,6 +1,7 @@
 //! Gathers and checks what one certificate needs. Anything staff must fix in the CRM becomes a
 //! `Problem` with a Russian reason that ends up in the participant's timeline.
 
+use super::prefetch::Prefetch;
 use crate::bitrix::{BitrixError, Crm, Participant};
 use crate::domain::{Points, RecipientEmail, pick_last_added};
 use crate::render::{CertificateData, Renderer};
@@ -35,6 +36,7 @@ pub const DEFAULT_LETTER: &str = "Здравствуйте!\n\nБлагодар�
 
 pub async fn prepare(
     crm: &Crm,
+    prefetch: &Prefetch,
     renderer: &Renderer,
     participant: &Participant,
 ) -> Result<Prepared, PrepareError> {
@@ -46,8 +48,8 @@ pub async fn prepare(
             fields.participant_event
         ))
     })?;
-    let event = crm
-        .event(event_id)
+    let event = prefetch
+        .event(crm, event_id)
         .await?
         .ok_or_else(|| Problem(format!("мероприятие №{event_id} не найдено в CRM")))?;
     let template = event.template.clone().ok_or_else(|| {
@@ -83,8 +85,8 @@ pub async fn prepare(
     let contact_id = participant
         .contact_id
         .ok_or_else(|| Problem("к участнику не привязан контакт".into()))?;
-    let contact = crm
-        .contact(contact_id)
+    let contact = prefetch
+        .contact(crm, contact_id)
         .await?
         .ok_or_else(|| Problem(format!("контакт №{contact_id} не найден в CRM")))?;
     let email = pick_last_added(contact.emails.iter().map(|(id, v)| (*id, v.as_str())))

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::Issuer;
+use super::{Issuer, Prefetch};
 use crate::store::JobKind;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -21,7 +21,58 @@ impl Issuer {
         let Some(job) = claimed.pop() else {
             return Ok(ExecutionOutcome::EmptyQueue);
         };
-        self.run_job(job).await?;
+        self.run_job(job, &Prefetch::none(), false).await?;
+        Ok(ExecutionOutcome::TaskCompleted)
+    }
+
+    /// Claims up to `batch_size` ready jobs and runs them with one bulk read of participants, events
+    /// and contacts and one `batch` write of QR files and stage moves per 50.
+    pub async fn try_execute_batch(&self, worker: &str) -> anyhow::Result<ExecutionOutcome> {
+        if self.config.batch_size <= 1 {
+            return self.try_execute_task(worker).await;
+        }
+        let lease = self.config.lease.as_millis() as i64;
+        let claimed = self
+            .store
+            .claim_jobs(worker, self.config.batch_size as i64, lease)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(ExecutionOutcome::EmptyQueue);
+        }
+        let ids: Vec<u64> = claimed
+            .iter()
+            .map(|c| c.job.participant_id as u64)
+            .collect();
+        let always: std::collections::BTreeSet<u64> = claimed
+            .iter()
+            .filter(|c| c.job.kind != JobKind::Issue || c.job.progress.confirmed)
+            .map(|c| c.job.participant_id as u64)
+            .collect();
+        let generate = &self.stages.generate;
+        let prefetch = Prefetch::load(&self.crm, &ids, |p| {
+            always.contains(&p.id) || generate.contains(&p.stage_id)
+        })
+        .await;
+        let mut completions = Vec::new();
+        for job in claimed {
+            if let Some(c) = self.run_job(job, &prefetch, true).await? {
+                completions.push(c);
+            }
+        }
+        let writes: Vec<(u64, String, Vec<u8>)> = completions
+            .iter()
+            .map(|c| {
+                (
+                    c.claimed.job.participant_id as u64,
+                    c.stage.clone(),
+                    c.qr.clone(),
+                )
+            })
+            .collect();
+        let results = self.crm.complete_many(&writes).await;
+        for (c, result) in completions.into_iter().zip(results) {
+            self.complete(c.claimed, result).await?;
+        }
         Ok(ExecutionOutcome::TaskCompleted)
     }
 
@@ -58,7 +109,7 @@ pub async fn run_workers(issuer: Issuer, count: usize, shutdown: watch::Receiver
                 if *shutdown.borrow() {
                     break;
                 }
-                let idle = match issuer.try_execute_task(&name).await {
+                let idle = match issuer.try_execute_batch(&name).await {
                     Ok(ExecutionOutcome::TaskCompleted) => continue,
                     Ok(ExecutionOutcome::EmptyQueue) => Duration::from_millis(1000),
                     Err(e) => {

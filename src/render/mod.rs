@@ -11,6 +11,15 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{CertificateCode, Points};
 pub use qr::QrMatrix;
+
+/// Time to copy the parsed fonts one document needs (for `bench render`).
+pub fn font_clone_cost() -> std::time::Duration {
+    let t = std::time::Instant::now();
+    let a = pdf::parsed_font("serif").clone();
+    let b = pdf::parsed_font("serif-bold").clone();
+    drop((a, b));
+    t.elapsed()
+}
 pub use template::{Placeholder, Template, TemplateError, TemplateSet};
 
 /// Everything printed on one certificate.
@@ -71,6 +80,8 @@ pub enum RenderError {
     UnknownTemplate(String),
     #[error("фоновое изображение шаблона не читается: {0}")]
     Background(String),
+    #[error("PDF не записан: {0}")]
+    Write(String),
 }
 
 /// A rendered certificate: the PDF, the QR for the CRM and the PDF's SHA-256 (hex).

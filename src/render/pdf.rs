@@ -17,7 +17,7 @@ const PT_PER_MM: f32 = 72.0 / 25.4;
 /// The smallest size a block may shrink to when even its `min_size` overflows: text stays on the page.
 const FLOOR_SIZE: f32 = 4.0;
 
-fn parsed_font(name: &str) -> &'static ParsedFont {
+pub(crate) fn parsed_font(name: &str) -> &'static ParsedFont {
     static PARSED: OnceLock<BTreeMap<&'static str, ParsedFont>> = OnceLock::new();
     let all = PARSED.get_or_init(|| {
         fonts()
@@ -130,11 +130,40 @@ pub fn render_pdf(
     doc.pages = vec![page];
     let opts = PdfSaveOptions {
         subset_fonts: true,
+        optimize: false,
         ..Default::default()
     };
-    let mut bytes = doc.save(&opts, &mut Vec::new());
+    // printpdf compresses at zlib's best level, which costs most of the render time; the default
+    // level gives nearly the same size in a fraction of it.
+    let mut pdf = doc.to_lopdf_document(&opts, &mut Vec::new());
+    compress_streams(&mut pdf);
+    let mut bytes = Vec::with_capacity(48 * 1024);
+    pdf.save_to(&mut bytes)
+        .map_err(|e| RenderError::Write(e.to_string()))?;
     make_id_deterministic(&mut bytes);
     Ok(bytes)
+}
+
+fn compress_streams(doc: &mut lopdf::Document) {
+    use std::io::Write;
+    for object in doc.objects.values_mut() {
+        let lopdf::Object::Stream(stream) = object else {
+            continue;
+        };
+        if !stream.allows_compression || stream.dict.has(b"Filter") {
+            continue;
+        }
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        if encoder.write_all(&stream.content).is_err() {
+            continue;
+        }
+        if let Ok(compressed) = encoder.finish()
+            && compressed.len() < stream.content.len()
+        {
+            stream.dict.set("Filter", "FlateDecode");
+            stream.set_content(compressed);
+        }
+    }
 }
 
 fn font_id(name: &str) -> FontId {

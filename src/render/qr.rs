@@ -64,7 +64,13 @@ impl QrMatrix {
             image::Luma([if dark { 0 } else { 255 }])
         });
         let mut out = Vec::new();
-        img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        // Two colours compress well even at the fastest setting.
+        let encoder = image::codecs::png::PngEncoder::new_with_quality(
+            &mut out,
+            image::codecs::png::CompressionType::Fast,
+            image::codecs::png::FilterType::Sub,
+        );
+        img.write_with_encoder(encoder)
             .expect("encoding a PNG in memory cannot fail");
         out
     }

@@ -342,11 +342,18 @@ fn batch(inner: &Inner, params: &Value) -> Value {
         let (method, query) = cmd.split_once('?').unwrap_or((cmd.as_str(), ""));
         let query = substitute(query, &results);
         let p = listify(query_to_json(&query));
+        let fault = take_fault(inner, method);
         let r = if method == "batch" {
             Err(ApiErr {
                 status: 405,
                 code: "ERROR_BATCH_METHOD_NOT_ALLOWED".into(),
                 description: "Method is not allowed for batch usage".into(),
+            })
+        } else if let Some(FaultKind::ServerError | FaultKind::Html | FaultKind::Limit) = fault {
+            Err(ApiErr {
+                status: 500,
+                code: "INTERNAL_SERVER_ERROR".into(),
+                description: "Internal server error".into(),
             })
         } else {
             let mut portal = inner.portal.lock().expect("portal lock");

@@ -2,7 +2,10 @@
 
 mod admin;
 mod browser;
+mod bulk;
+mod cli;
 mod helpers;
+mod instances;
 mod issuing;
 mod photos;
 mod render;
