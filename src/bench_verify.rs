@@ -228,7 +228,7 @@ pub async fn registry(rows: i64, database_url: Option<String>) -> anyhow::Result
             "status + event filter",
             RegistryFilter {
                 status: Some("sending".into()),
-                event_id: Some(7),
+                event_id: Some(1),
                 ..Default::default()
             },
             RegistrySort::NumberDesc,
@@ -240,22 +240,26 @@ pub async fn registry(rows: i64, database_url: Option<String>) -> anyhow::Result
         ),
     ];
     for (name, filter, sort) in cases {
-        let mut times = Vec::new();
+        let mut pages = Vec::new();
+        let mut both = Vec::new();
         for _ in 0..15 {
             let t = Instant::now();
             let page = store.registry_page(&filter, sort, None, 50).await?;
+            pages.push(t.elapsed());
             let counts = store.registry_counts(&filter).await?;
-            times.push(t.elapsed());
+            both.push(t.elapsed());
             anyhow::ensure!(
                 !page.rows.is_empty() && !counts.is_empty(),
                 "{name}: no rows"
             );
         }
-        times.sort();
+        pages.sort();
+        both.sort();
         println!(
-            "  {name}: page + counts median {:.1} ms, max {:.1} ms (target <= 50 ms)",
-            ms(percentile(&times, 0.5)),
-            ms(*times.last().unwrap_or(&Duration::ZERO))
+            "  {name}: page median {:.1} ms (max {:.1}); with status counters {:.1} ms (target <= 50 ms)",
+            ms(percentile(&pages, 0.5)),
+            ms(*pages.last().unwrap_or(&Duration::ZERO)),
+            ms(percentile(&both, 0.5))
         );
     }
     if !url.starts_with("postgres") {

@@ -80,7 +80,10 @@ fn where_clause(f: &RegistryFilter, sql: &mut Sql) -> String {
             "%{}%",
             q.to_lowercase().replace(['%', '_'], "")
         )));
-        conds.push(format!("search_text LIKE {p}"));
+        // The narrow (search_text, number) index is scanned instead of whole rows.
+        conds.push(format!(
+            "number IN (SELECT number FROM certificates WHERE search_text LIKE {p})"
+        ));
     }
     match f.status.as_deref() {
         Some("revoked") => conds.push("revoked_at IS NOT NULL".into()),
@@ -128,8 +131,12 @@ impl Store {
         let order = match sort {
             RegistrySort::NumberDesc => "number DESC",
             RegistrySort::NumberAsc => "number ASC",
-            RegistrySort::IssuedDesc => "COALESCE(issued_at, 0) DESC, number DESC",
+            // Sorting by issue date lists issued certificates only: it walks the (issued_at, number) index.
+            RegistrySort::IssuedDesc => "issued_at DESC, number DESC",
         };
+        if sort == RegistrySort::IssuedDesc {
+            cond.push_str(" AND issued_at IS NOT NULL");
+        }
         if let Some(cursor) = after {
             match sort {
                 RegistrySort::NumberDesc | RegistrySort::NumberAsc => {
@@ -150,7 +157,7 @@ impl Store {
                         let pt = sql.arg(Arg::I(t));
                         let pn = sql.arg(Arg::I(n));
                         cond.push_str(&format!(
-                            " AND (COALESCE(issued_at, 0) < {pt} OR (COALESCE(issued_at, 0) = {pt} AND number < {pn}))"
+                            " AND (issued_at < {pt} OR (issued_at = {pt} AND number < {pn}))"
                         ));
                     }
                 }

@@ -31,38 +31,53 @@ pub fn decode_qr(bytes: &[u8]) -> Result<String, DecodeError> {
     if bytes.len() > MAX_UPLOAD {
         return Err(DecodeError::TooLarge);
     }
-    let image = load(bytes)?;
-    let gray = image.to_luma8();
-    let (w, h) = gray.dimensions();
-    let longest = w.max(h);
-    let mut sizes: Vec<u32> = vec![longest];
-    sizes.extend(
-        [2000, 1600, 1400, 1200, 1000, 800, 600]
-            .into_iter()
-            .filter(|s| *s < longest),
-    );
-    for size in sizes {
-        let candidate = if size == longest {
+    let gray = load(bytes)?.into_luma8();
+    let longest = gray.width().max(gray.height());
+    // Downscaled copies first: they are cheap and decode noisy photos more often than the full
+    // frame; then the full size (small or dense codes), then finer and coarser steps.
+    let mut plan: Vec<u32> = [1200, 1600].into_iter().filter(|s| *s < longest).collect();
+    plan.push(longest);
+    plan.extend([2000, 1000, 800, 600].into_iter().filter(|s| *s < longest));
+    let mut tried = Vec::new();
+    for size in plan {
+        let factor = longest.div_ceil(size).max(1);
+        if tried.contains(&factor) {
+            continue;
+        }
+        tried.push(factor);
+        let candidate = if factor == 1 {
             gray.clone()
         } else {
-            let (tw, th) = if w >= h {
-                (
-                    size,
-                    (u64::from(h) * u64::from(size) / u64::from(w)).max(1) as u32,
-                )
-            } else {
-                (
-                    (u64::from(w) * u64::from(size) / u64::from(h)).max(1) as u32,
-                    size,
-                )
-            };
-            image::imageops::thumbnail(&gray, tw, th)
+            shrink(&gray, factor)
         };
         if let Some(text) = read(candidate) {
             return Ok(text);
         }
     }
     Err(DecodeError::NoQr)
+}
+
+/// Averages `k`×`k` blocks: a fast, alias-free reduction by a whole factor.
+fn shrink(img: &image::GrayImage, k: u32) -> image::GrayImage {
+    let (w, h) = img.dimensions();
+    let (nw, nh) = ((w / k).max(1), (h / k).max(1));
+    let src = img.as_raw();
+    let stride = w as usize;
+    let k = k as usize;
+    let mut sums = vec![0u32; nw as usize];
+    let mut out = Vec::with_capacity(nw as usize * nh as usize);
+    for by in 0..nh as usize {
+        sums.iter_mut().for_each(|s| *s = 0);
+        for y in by * k..(by * k + k).min(h as usize) {
+            let row = &src[y * stride..y * stride + nw as usize * k];
+            for (bx, chunk) in row.chunks_exact(k).enumerate() {
+                sums[bx] += chunk.iter().map(|p| u32::from(*p)).sum::<u32>();
+            }
+        }
+        let area = (k * k) as u32;
+        out.extend(sums.iter().map(|s| (s / area) as u8));
+    }
+    image::GrayImage::from_raw(nw, nh, out).expect("buffer matches its dimensions")
 }
 
 fn read(img: image::GrayImage) -> Option<String> {

@@ -117,7 +117,7 @@ async fn three_instances_with_one_killed_mid_run_send_every_certificate_once() {
             p.move_item(seed::PARTICIPANT_TYPE, 400_000 + i, seed::STAGE_GENERATE);
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(240);
+    let deadline = Instant::now() + Duration::from_secs(480);
     while sink.count() < 40 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
