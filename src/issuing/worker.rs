@@ -39,6 +39,25 @@ impl Issuer {
         if claimed.is_empty() {
             return Ok(ExecutionOutcome::EmptyQueue);
         }
+        // A slow portal can make a batch outlast its lease; renew it while the batch runs, or
+        // another worker would take the same jobs over and over.
+        let heartbeat = async {
+            let period = (self.config.lease / 3).max(std::time::Duration::from_millis(200));
+            loop {
+                tokio::time::sleep(period).await;
+                if let Err(e) = self.store.renew_leases(worker, lease).await {
+                    tracing::warn!(error = ?e, "could not renew leases");
+                }
+            }
+        };
+        tokio::select! {
+            result = self.run_batch(claimed) => result?,
+            () = heartbeat => {}
+        }
+        Ok(ExecutionOutcome::TaskCompleted)
+    }
+
+    async fn run_batch(&self, claimed: Vec<crate::store::ClaimedJob>) -> anyhow::Result<()> {
         let ids: Vec<u64> = claimed
             .iter()
             .map(|c| c.job.participant_id as u64)
@@ -73,7 +92,7 @@ impl Issuer {
         for (c, result) in completions.into_iter().zip(results) {
             self.complete(c.claimed, result).await?;
         }
-        Ok(ExecutionOutcome::TaskCompleted)
+        Ok(())
     }
 
     /// Queues a participant and wakes a worker; the job re-reads the item before acting.

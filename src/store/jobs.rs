@@ -314,6 +314,20 @@ impl Store {
         Ok(())
     }
 
+    /// Extends every lease `worker` holds: the heartbeat of a worker busy with a batch.
+    pub async fn renew_leases(&self, worker: &str, lease_ms: i64) -> anyhow::Result<u64> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_until = $1 WHERE leased_by = $2 AND state = 'running'",
+        )
+        .bind(now + lease_ms)
+        .bind(worker)
+        .execute(self.pool())
+        .await
+        .context("failed to renew leases")?;
+        Ok(done.rows_affected())
+    }
+
     /// Releases leases held by `worker` (graceful shutdown), so another worker can start at once.
     pub async fn release_jobs(&self, worker: &str) -> anyhow::Result<u64> {
         let now = now_ms();

@@ -69,7 +69,7 @@ async fn three_instances_with_one_killed_mid_run_send_every_certificate_once() {
     crate::helpers::init_logs();
     let sandbox = Sandbox::start(0).await.unwrap();
     let sink = SmtpSink::start(0, None).await.unwrap();
-    let n: u64 = 300;
+    let n: u64 = 500;
     sandbox.edit(|p| {
         seed::demo(p);
         for i in 0..n {
@@ -80,7 +80,7 @@ async fn three_instances_with_one_killed_mid_run_send_every_certificate_once() {
                 "Инстансов",
                 &format!("Имя{i}"),
                 "",
-                &[(61_000 + i, email.as_str())],
+                &[(161_000 + i, email.as_str())],
             );
             seed::add_participant(p, 400_000 + i, 60_000 + i, 7, None, seed::STAGE_NEW);
         }
