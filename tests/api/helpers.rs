@@ -101,6 +101,15 @@ pub fn init_logs() {
     }
 }
 
+/// No background workers and no event handler: the test drives the queue or the API itself.
+pub fn quiet() -> Options {
+    Options {
+        workers: 0,
+        register_handler: false,
+        ..Options::default()
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }

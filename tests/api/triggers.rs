@@ -2,15 +2,7 @@
 
 use certportal::sandbox::seed;
 
-use crate::helpers::{APP_TOKEN, Options, ROBOT_KEY, spawn_app_with};
-
-fn quiet() -> Options {
-    Options {
-        workers: 0,
-        register_handler: false,
-        ..Options::default()
-    }
-}
+use crate::helpers::{APP_TOKEN, ROBOT_KEY, quiet, spawn_app_with};
 
 #[tokio::test]
 async fn an_event_with_a_wrong_token_is_refused_and_queues_nothing() {

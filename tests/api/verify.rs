@@ -6,7 +6,7 @@ use certportal::render::QrMatrix;
 use certportal::sandbox::{FaultKind, seed};
 use serde_json::Value;
 
-use crate::helpers::{Options, spawn_app, spawn_app_with};
+use crate::helpers::{Options, quiet, spawn_app, spawn_app_with};
 
 async fn api(app: &crate::helpers::TestApp, code: &str) -> (u16, Value) {
     let r = app
@@ -81,12 +81,7 @@ async fn wrong_points_in_the_code_are_not_authentic() {
 
 #[tokio::test]
 async fn a_participant_without_a_certificate_is_not_authentic() {
-    let app = spawn_app_with(Options {
-        workers: 0,
-        register_handler: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(quiet()).await;
     let (_, v) = api(&app, "S.100500.7").await;
     assert_eq!(v["status"], "not_authentic", "{v}");
     assert_eq!(check(&v, "issued")["result"], "failed");
@@ -105,12 +100,7 @@ async fn a_participant_without_a_certificate_is_not_authentic() {
 
 #[tokio::test]
 async fn unknown_numbers_events_and_contacts_are_not_found() {
-    let app = spawn_app_with(Options {
-        workers: 0,
-        register_handler: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(quiet()).await;
     for code in ["S.999999.7", "S.7.7", "S.45.7"] {
         let (status, v) = api(&app, code).await;
         assert_eq!(
@@ -124,12 +114,7 @@ async fn unknown_numbers_events_and_contacts_are_not_found() {
 
 #[tokio::test]
 async fn a_certificate_issued_before_certportal_is_authentic_from_the_crm() {
-    let app = spawn_app_with(Options {
-        workers: 0,
-        register_handler: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(quiet()).await;
     app.sandbox
         .edit(|p| p.move_item(seed::PARTICIPANT_TYPE, 100503, seed::STAGE_SENT));
     let (_, v) = api(&app, "S.100503.10").await;
@@ -193,12 +178,7 @@ async fn a_crm_that_cannot_be_reached_means_unavailable_never_fake() {
 
 #[tokio::test]
 async fn malformed_codes_get_a_400_with_a_reason() {
-    let app = spawn_app_with(Options {
-        workers: 0,
-        register_handler: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(quiet()).await;
     for code in ["X.1.2", "S.01.2", "S.1", "hello"] {
         let (status, v) = api(&app, code).await;
         assert_eq!(status, 400, "{code}");
@@ -217,12 +197,7 @@ async fn malformed_codes_get_a_400_with_a_reason() {
 
 #[tokio::test]
 async fn the_api_allows_cross_origin_reads() {
-    let app = spawn_app_with(Options {
-        workers: 0,
-        register_handler: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(quiet()).await;
     let r = app
         .http
         .get(format!("{}/api/v1/certificates/S.999.1", app.address))
@@ -271,12 +246,7 @@ async fn one_address_is_rate_limited_with_a_russian_message() {
 
 #[tokio::test]
 async fn pages_carry_security_headers() {
-    let app = spawn_app_with(Options {
-        workers: 0,
-        register_handler: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(quiet()).await;
     let r = app
         .http
         .get(format!("{}/", app.address))
@@ -341,12 +311,7 @@ async fn an_uploaded_qr_photo_leads_to_the_result_page() {
 
 #[tokio::test]
 async fn uploads_that_are_not_certificate_qr_codes_get_clear_messages() {
-    let app = spawn_app_with(Options {
-        workers: 0,
-        register_handler: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(quiet()).await;
     let r = upload(&app, "notes.txt", b"hello, this is text".to_vec()).await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("Это не изображение"));
