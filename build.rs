@@ -30,12 +30,13 @@ fn main() {
         write!(out, "    ({name:?}, &[").unwrap();
         for file in files {
             println!("cargo:rerun-if-changed={}", file.display());
-            let abs = std::fs::canonicalize(&file).unwrap();
             let fname = file.file_name().unwrap().to_string_lossy().into_owned();
+            // Relative to the package, not absolute: the generated file must stay valid when the
+            // same target directory builds another checkout.
+            let rel = format!("/templates/certificates/{name}/{fname}");
             write!(
                 out,
-                "({fname:?}, include_bytes!({:?})), ",
-                abs.display().to_string()
+                "({fname:?}, include_bytes!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {rel:?}))), "
             )
             .unwrap();
         }
