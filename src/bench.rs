@@ -149,3 +149,41 @@ pub fn peak_rss_mb() -> f64 {
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+/// certportal on a free local port against `sandbox` and `sink`, with a SQLite file in `dir`;
+/// `extra` adds or overrides variables.
+pub async fn local_app(
+    sandbox: &crate::sandbox::Sandbox,
+    sink: &crate::mail::sink::SmtpSink,
+    dir: &std::path::Path,
+    extra: &[(&str, String)],
+) -> anyhow::Result<(crate::store::Store, crate::startup::Application)> {
+    use crate::sandbox::seed;
+    let mut vars: Vec<(String, String)> = [
+        ("CERTPORTAL_BIND", "127.0.0.1:0".to_string()),
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("bench.db").display()),
+        ),
+        ("BITRIX_WEBHOOK_URL", sandbox.webhook_url()),
+        (
+            "BITRIX_PARTICIPANT_TYPE_ID",
+            seed::PARTICIPANT_TYPE.to_string(),
+        ),
+        ("BITRIX_EVENT_TYPE_ID", seed::EVENT_TYPE.to_string()),
+        ("SMTP_URL", sink.url()),
+        ("MAIL_FROM", "bench@tpu.example".into()),
+        ("POLL_INTERVAL_SECS", "0".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let settings = Settings::load(&crate::config::Source::from_map(vars))?;
+    let store = crate::store::Store::connect(&settings.database_url).await?;
+    let renderer = std::sync::Arc::new(Renderer::new(None)?);
+    let issuer = crate::startup::build_issuer(&settings, store.clone(), renderer.clone()).await?;
+    let app =
+        crate::startup::Application::start(settings, store.clone(), renderer, Some(issuer)).await?;
+    Ok((store, app))
+}

@@ -1,15 +1,10 @@
 //! `bench issue`: many participants entering «Сформировать документ» at once, counted at the portal.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bench::peak_rss_mb;
-use crate::config::{Settings, Source};
 use crate::mail::sink::SmtpSink;
-use crate::render::Renderer;
 use crate::sandbox::{Sandbox, seed};
-use crate::startup::{Application, build_issuer};
-use crate::store::Store;
 
 pub struct IssueFigures {
     pub certificates: usize,
@@ -45,33 +40,17 @@ pub async fn run(participants: u64, batch_size: usize) -> anyhow::Result<IssueFi
         p.changes.clear();
     });
     let token = "bench-token";
-    let vars: Vec<(String, String)> = [
-        ("CERTPORTAL_BIND", "127.0.0.1:0".to_string()),
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.join("bench.db").display()),
-        ),
-        ("BITRIX_WEBHOOK_URL", sandbox.webhook_url()),
-        ("BITRIX_APP_TOKEN", token.into()),
-        (
-            "BITRIX_PARTICIPANT_TYPE_ID",
-            seed::PARTICIPANT_TYPE.to_string(),
-        ),
-        ("BITRIX_EVENT_TYPE_ID", seed::EVENT_TYPE.to_string()),
-        ("SMTP_URL", sink.url()),
-        ("MAIL_FROM", "bench@tpu.example".into()),
-        ("POLL_INTERVAL_SECS", "0".into()),
-        ("BATCH_SIZE", batch_size.to_string()),
-        ("RETRY_BASE_MS", "1000".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let settings = Settings::load(&Source::from_map(vars))?;
-    let store = Store::connect(&settings.database_url).await?;
-    let renderer = Arc::new(Renderer::new(None)?);
-    let issuer = build_issuer(&settings, store.clone(), renderer.clone()).await?;
-    let app = Application::start(settings, store.clone(), renderer, Some(issuer)).await?;
+    let (store, app) = crate::bench::local_app(
+        &sandbox,
+        &sink,
+        &dir,
+        &[
+            ("BITRIX_APP_TOKEN", token.into()),
+            ("BATCH_SIZE", batch_size.to_string()),
+            ("RETRY_BASE_MS", "1000".into()),
+        ],
+    )
+    .await?;
     let port = app.port();
     tokio::spawn(app.run_until_stopped());
     sandbox.set_event_handler(&format!("http://127.0.0.1:{port}/bitrix/events"), token);

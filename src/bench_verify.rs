@@ -1,16 +1,13 @@
 //! `bench verify` and `bench registry`: the public check under load and the console's listing.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 
 use crate::bench::{ms, peak_rss_mb, percentile};
-use crate::config::{Settings, Source};
 use crate::mail::sink::SmtpSink;
-use crate::render::{QrMatrix, Renderer};
+use crate::render::QrMatrix;
 use crate::sandbox::{Sandbox, seed};
-use crate::startup::{Application, build_issuer};
 use crate::store::{IssuedSnapshot, RegistryFilter, RegistrySort, Store};
 
 pub async fn run(requests: usize, concurrency: usize) -> anyhow::Result<()> {
@@ -18,32 +15,16 @@ pub async fn run(requests: usize, concurrency: usize) -> anyhow::Result<()> {
     let sandbox = Sandbox::start(0).await?;
     sandbox.edit(seed::demo);
     let sink = SmtpSink::start(0, None).await?;
-    let vars: Vec<(String, String)> = [
-        ("CERTPORTAL_BIND", "127.0.0.1:0".to_string()),
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.join("bench.db").display()),
-        ),
-        ("BITRIX_WEBHOOK_URL", sandbox.webhook_url()),
-        (
-            "BITRIX_PARTICIPANT_TYPE_ID",
-            seed::PARTICIPANT_TYPE.to_string(),
-        ),
-        ("BITRIX_EVENT_TYPE_ID", seed::EVENT_TYPE.to_string()),
-        ("SMTP_URL", sink.url()),
-        ("MAIL_FROM", "bench@tpu.example".into()),
-        ("POLL_INTERVAL_SECS", "0".into()),
-        ("VERIFY_RATE_PER_MINUTE", "100000000".into()),
-        ("VERIFY_BURST", "1000000".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let settings = Settings::load(&Source::from_map(vars))?;
-    let store = Store::connect(&settings.database_url).await?;
-    let renderer = Arc::new(Renderer::new(None)?);
-    let issuer = build_issuer(&settings, store.clone(), renderer.clone()).await?;
-    let app = Application::start(settings, store, renderer, Some(issuer)).await?;
+    let (_, app) = crate::bench::local_app(
+        &sandbox,
+        &sink,
+        &dir,
+        &[
+            ("VERIFY_RATE_PER_MINUTE", "100000000".into()),
+            ("VERIFY_BURST", "1000000".into()),
+        ],
+    )
+    .await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     tokio::spawn(app.run_until_stopped());

@@ -78,6 +78,23 @@ pub fn csrf_ok(session: &Session, given: &str) -> bool {
     !given.is_empty() && bool::from(session.csrf.as_bytes().ct_eq(given.as_bytes()))
 }
 
+/// The session behind a state-changing form, or the answer to give instead: sign in, or 403 when
+/// the form's CSRF token is missing or wrong.
+pub async fn form_session(
+    req: &HttpRequest,
+    state: &AppState,
+    csrf: &str,
+) -> Result<Session, HttpResponse> {
+    let Some(session) = current(req, state).await else {
+        return Err(to_login(req));
+    };
+    if csrf_ok(&session, csrf) {
+        Ok(session)
+    } else {
+        Err(forbidden())
+    }
+}
+
 pub fn forbidden() -> HttpResponse {
     crate::web::error_page(
         StatusCode::FORBIDDEN,
@@ -224,11 +241,8 @@ pub async fn logout(
     form: web::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Some(session) = current(&req, &state).await else {
-        return to_login(&req);
-    };
-    if !csrf_ok(&session, &form.csrf) {
-        return forbidden();
+    if let Err(answer) = form_session(&req, &state, &form.csrf).await {
+        return answer;
     }
     if let Some(c) = req.cookie(SESSION_COOKIE) {
         let _ = state.store.end_session(c.value()).await;

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::auth::{csrf_ok, current, forbidden, to_login};
+use super::auth::{current, form_session, to_login};
 use super::html;
 use super::registry::status_label;
 use crate::domain::{CertificateCode, Points};
@@ -223,12 +223,10 @@ pub async fn act(
     form: web::Form<ActionForm>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Some(session) = current(&req, &state).await else {
-        return to_login(&req);
+    let session = match form_session(&req, &state, &form.csrf).await {
+        Ok(s) => s,
+        Err(answer) => return answer,
     };
-    if !csrf_ok(&session, &form.csrf) {
-        return forbidden();
-    }
     let (number, action) = path.into_inner();
     let r = match load(&state, number).await {
         Ok(Some(r)) => r,

@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::auth::{csrf_ok, current, forbidden, to_login};
+use super::auth::{current, form_session, to_login};
 use super::html;
 use crate::startup::AppState;
 use crate::store::{Job, JobState};
@@ -96,12 +96,10 @@ pub async fn retry(
     form: web::Form<RetryForm>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Some(session) = current(&req, &state).await else {
-        return to_login(&req);
+    let session = match form_session(&req, &state, &form.csrf).await {
+        Ok(s) => s,
+        Err(answer) => return answer,
     };
-    if !csrf_ok(&session, &form.csrf) {
-        return forbidden();
-    }
     let id = path.into_inner();
     match state.store.retry_now(id).await {
         Ok(true) => {

@@ -132,17 +132,8 @@ impl BitrixClient {
         })
     }
 
-    pub fn with_max_retries(mut self, n: u32) -> Self {
-        self.max_retries = n;
-        self
-    }
-
     pub fn stats(&self) -> &BitrixStats {
         &self.stats
-    }
-
-    pub fn limiter(&self) -> &LeakyBucket {
-        &self.limiter
     }
 
     /// Calls `method` and returns the whole envelope (`result`, `total`, `next`, `time`).

@@ -111,11 +111,6 @@ impl Mailer {
             Err(e) => Err(MailError::Transient(e.to_string())),
         }
     }
-
-    /// True when the server accepts a connection and answers NOOP.
-    pub async fn check(&self) -> bool {
-        self.transport.test_connection().await.unwrap_or(false)
-    }
 }
 
 /// The letter text as HTML: escaped, paragraphs and line breaks kept.

@@ -374,26 +374,6 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn job(&self, id: i64) -> anyhow::Result<Option<Job>> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM jobs WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.as_ref().map(from_row).transpose()?)
-    }
-
-    pub async fn jobs_for_participant(&self, participant_id: i64) -> anyhow::Result<Vec<Job>> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM jobs WHERE participant_id = $1 ORDER BY id"
-        )))
-        .bind(participant_id)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
-    }
-
     pub async fn jobs_in_states(
         &self,
         states: &[JobState],
