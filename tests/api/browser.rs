@@ -98,6 +98,20 @@ async fn text_of(c: &Client, css: &str) -> String {
         .unwrap()
 }
 
+/// Waits (up to ten seconds) until the browser's address satisfies `pred`.
+async fn wait_for_url(c: &Client, pred: impl Fn(&url::Url) -> bool) {
+    for _ in 0..100 {
+        if pred(&c.current_url().await.unwrap()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the page never reached the expected address: {}",
+        c.current_url().await.unwrap()
+    );
+}
+
 async fn issued_app() -> TestApp {
     let app = spawn_app_with(Options {
         extra: vec![
@@ -234,6 +248,9 @@ async fn staff_sign_in_search_open_a_certificate_and_download_its_pdf() {
         .click()
         .await
         .unwrap();
+    // The unfiltered registry already lists 100500: wait for the search page itself, or the link
+    // found could belong to the page being replaced.
+    wait_for_url(&c, |url| url.query().is_some_and(|q| q.contains("q="))).await;
     let link = c
         .wait()
         .for_element(Locator::Css(
