@@ -5,13 +5,18 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::limiter::LeakyBucket;
+use super::operating::OperatingLimits;
+
+/// A method blocked for longer than this fails at once (the job is postponed, a visitor is told to
+/// come back) instead of holding a worker or a page.
+const MAX_INLINE_WAIT: Duration = Duration::from_secs(7);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BitrixError {
@@ -32,12 +37,22 @@ pub enum BitrixError {
         status: u16,
         snippet: String,
     },
+    /// The portal's operating-time limit blocks this method until `until` (API reference §6.2).
+    #[error("Bitrix24 {method}: OPERATION_TIME_LIMIT: the method's time limit is used up until {}", utc_time(*until))]
+    Blocked { method: String, until: SystemTime },
+}
+
+fn utc_time(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t)
+        .format("%H:%M:%S UTC")
+        .to_string()
 }
 
 impl BitrixError {
     pub fn code(&self) -> Option<&str> {
         match self {
             Self::Api { code, .. } => Some(code),
+            Self::Blocked { .. } => Some("OPERATION_TIME_LIMIT"),
             _ => None,
         }
     }
@@ -56,7 +71,7 @@ impl BitrixError {
                             | "ERROR_UNEXPECTED_ANSWER"
                     )
             }
-            Self::Transport { .. } => true,
+            Self::Transport { .. } | Self::Blocked { .. } => true,
             Self::Unexpected { status, .. } => *status >= 500 || *status == 429 || *status == 200,
         }
     }
@@ -67,6 +82,14 @@ impl BitrixError {
             self.code(),
             Some("QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT")
         )
+    }
+
+    /// When a blocked method may be called again: work that needs it should wait until then.
+    pub fn retry_at(&self) -> Option<SystemTime> {
+        match self {
+            Self::Blocked { until, .. } => Some(*until),
+            _ => None,
+        }
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -95,6 +118,7 @@ pub struct BitrixClient {
     http: reqwest::Client,
     base: Arc<SecretString>,
     limiter: Arc<LeakyBucket>,
+    operating: Arc<OperatingLimits>,
     stats: Arc<BitrixStats>,
     max_retries: u32,
 }
@@ -127,6 +151,7 @@ impl BitrixClient {
             http,
             base: Arc::new(SecretString::from(base)),
             limiter: Arc::new(LeakyBucket::new(rate, burst)),
+            operating: Arc::default(),
             stats: Arc::new(BitrixStats::default()),
             max_retries: 4,
         })
@@ -145,13 +170,44 @@ impl BitrixClient {
     ) -> Result<Value, BitrixError> {
         let mut attempt = 0;
         loop {
+            if let Some(until) = self.operating.blocked_until(method) {
+                let wait = until.duration_since(SystemTime::now()).unwrap_or_default();
+                if wait > MAX_INLINE_WAIT {
+                    return Err(BitrixError::Blocked {
+                        method: method.to_string(),
+                        until,
+                    });
+                }
+                tokio::time::sleep(wait).await;
+            }
             self.limiter.acquire().await;
             let result = self.call_once(method, params).await;
             let err = match result {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    if method == "batch" {
+                        self.operating.observe_batch(params, &v);
+                    } else {
+                        self.operating.observe(method, &v["time"]);
+                    }
+                    return Ok(v);
+                }
                 Err(e) => e,
             };
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            if err.code() == Some("OPERATION_TIME_LIMIT") {
+                self.stats.limit_hits.fetch_add(1, Ordering::Relaxed);
+                let until = self.operating.block(method);
+                tracing::warn!(method, error = %err, "method blocked by the operating-time limit");
+                if attempt >= self.max_retries {
+                    return Err(BitrixError::Blocked {
+                        method: method.to_string(),
+                        until,
+                    });
+                }
+                // The top of the loop waits for the window, or gives up if it is far away.
+                attempt += 1;
+                continue;
+            }
             let retry = err.is_transient()
                 && attempt < self.max_retries
                 && (idempotent == Idempotent::Yes || err.was_refused());
@@ -164,10 +220,6 @@ impl BitrixClient {
                     let pause = Duration::from_millis(1000).mul_f64(1.5f64.powi(attempt as i32));
                     self.limiter.back_off(pause);
                     jitter(pause)
-                }
-                Some("OPERATION_TIME_LIMIT") => {
-                    self.stats.limit_hits.fetch_add(1, Ordering::Relaxed);
-                    Duration::from_secs(10)
                 }
                 _ => jitter(Duration::from_millis(500) * 2u32.pow(attempt)),
             };

@@ -5,6 +5,7 @@ mod client;
 mod crm;
 mod limiter;
 pub mod model;
+mod operating;
 
 pub use client::{BitrixClient, BitrixError, BitrixStats, Idempotent, parse_envelope};
 pub use crm::{CONTACT_TYPE, Crm, EventCard, StageError, Stages, items_of};

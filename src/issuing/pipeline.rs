@@ -86,13 +86,23 @@ enum Stop {
     Problem(String),
     /// Try again later.
     Transient(String),
+    /// The portal blocks a method until `run_at` (ms): wait for it without spending an attempt.
+    Postponed { run_at: i64, error: String },
     /// Another worker owns the job now; leave it alone.
     LeaseLost,
 }
 
 impl From<BitrixError> for Stop {
     fn from(e: BitrixError) -> Self {
-        if e.is_transient() {
+        if let Some(until) = e.retry_at() {
+            let run_at = until
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or_else(|_| now_ms(), |d| d.as_millis() as i64);
+            Stop::Postponed {
+                run_at,
+                error: e.to_string(),
+            }
+        } else if e.is_transient() {
             Stop::Transient(e.to_string())
         } else {
             Stop::Problem(format!("ошибка Bitrix24: {e}"))
@@ -168,6 +178,13 @@ impl Issuer {
             Stop::Problem(reason) => {
                 self.problem(&mut claimed, &reason, CertificateStatus::Problem)
                     .await?;
+            }
+            Stop::Postponed { run_at, error } => {
+                tracing::warn!(%error, "job postponed until the portal lifts its limit");
+                self.store
+                    .record_job_event(&claimed.job, "retry", "postponed", &error)
+                    .await?;
+                self.store.postpone_job(&claimed, run_at, &error).await?;
             }
             Stop::Transient(error) => {
                 let attempts = claimed.job.attempts.max(1) as u32;

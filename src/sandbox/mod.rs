@@ -32,6 +32,8 @@ pub enum FaultKind {
     Delay(Duration),
     /// `503 QUERY_LIMIT_EXCEEDED` though the bucket is not full.
     Limit,
+    /// `429 OPERATION_TIME_LIMIT`: the method's time budget is used up (API reference §6.2).
+    OperatingLimit,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +62,8 @@ pub struct Inner {
     portal: Mutex<Portal>,
     secret: String,
     limit: Mutex<Limit>,
+    /// What every answer reports as `time.operating` and how far away `operating_reset_at` is.
+    operating: Mutex<(f64, Duration)>,
     faults: Mutex<Vec<Fault>>,
     log: Mutex<Vec<LoggedRequest>>,
     handler: Mutex<Option<(String, String)>>,
@@ -94,6 +98,7 @@ impl Sandbox {
                 level: 0.0,
                 at: Instant::now(),
             }),
+            operating: Mutex::new((0.0, Duration::from_secs(600))),
             faults: Mutex::default(),
             log: Mutex::default(),
             handler: Mutex::default(),
@@ -160,6 +165,11 @@ impl Sandbox {
         l.at = Instant::now();
     }
 
+    /// Every answer from now on reports `used` seconds of method time and a window reset `reset_in`.
+    pub fn set_operating(&self, used: f64, reset_in: Duration) {
+        *self.inner.operating.lock().expect("lock") = (used, reset_in);
+    }
+
     /// The next `count` calls (of `method`, or of any method) fail with `kind`.
     pub fn inject(&self, method: Option<&str>, count: u32, kind: FaultKind) {
         self.inner.faults.lock().expect("lock").push(Fault {
@@ -182,8 +192,8 @@ impl Sandbox {
     }
 }
 
-fn envelope(answer: Answer, started: Instant) -> Value {
-    let mut out = json!({"result": answer.result, "time": time_block(started)});
+fn envelope(inner: &Inner, answer: Answer, started: Instant) -> Value {
+    let mut out = json!({"result": answer.result, "time": time_block(inner, started)});
     if let Some(t) = answer.total {
         out["total"] = json!(t);
     }
@@ -193,12 +203,21 @@ fn envelope(answer: Answer, started: Instant) -> Value {
     out
 }
 
-fn time_block(started: Instant) -> Value {
+fn time_block(inner: &Inner, started: Instant) -> Value {
+    let (operating, reset_in) = *inner.operating.lock().expect("lock");
     let now = chrono::Utc::now();
     let d = started.elapsed().as_secs_f64();
     json!({"start": now.timestamp_millis() as f64 / 1000.0 - d, "finish": now.timestamp_millis() as f64 / 1000.0,
         "duration": d, "processing": d, "date_start": now.to_rfc3339(), "date_finish": now.to_rfc3339(),
-        "operating": 0, "operating_reset_at": now.timestamp() + 600})
+        "operating": operating, "operating_reset_at": now.timestamp() + reset_in.as_secs() as i64})
+}
+
+fn operating_limit() -> ApiErr {
+    ApiErr {
+        status: 429,
+        code: "OPERATION_TIME_LIMIT".into(),
+        description: "Method is blocked due to operation time limit.".into(),
+    }
 }
 
 fn error_response(e: &ApiErr) -> HttpResponse {
@@ -265,6 +284,7 @@ async fn rest(
                 };
                 return respond(503, error_response(&e));
             }
+            FaultKind::OperatingLimit => return respond(429, error_response(&operating_limit())),
             FaultKind::Delay(d) => tokio::time::sleep(d).await,
         }
     }
@@ -284,7 +304,10 @@ async fn rest(
         out.0
     };
     match result {
-        Ok(answer) => respond(200, HttpResponse::Ok().json(envelope(answer, started))),
+        Ok(answer) => respond(
+            200,
+            HttpResponse::Ok().json(envelope(&inner, answer, started)),
+        ),
         Err(e) => respond(e.status, error_response(&e)),
     }
 }
@@ -349,6 +372,8 @@ fn batch(inner: &Inner, params: &Value) -> Value {
                 code: "ERROR_BATCH_METHOD_NOT_ALLOWED".into(),
                 description: "Method is not allowed for batch usage".into(),
             })
+        } else if let Some(FaultKind::OperatingLimit) = fault {
+            Err(operating_limit())
         } else if let Some(FaultKind::ServerError | FaultKind::Html | FaultKind::Limit) = fault {
             Err(ApiErr {
                 status: 500,
@@ -361,7 +386,7 @@ fn batch(inner: &Inner, params: &Value) -> Value {
             changes.append(&mut portal.changes);
             r
         };
-        times.insert(key.clone(), time_block(started));
+        times.insert(key.clone(), time_block(inner, started));
         match r {
             Ok(a) => {
                 if let Some(t) = a.total {

@@ -296,10 +296,32 @@ impl Store {
         run_at: i64,
         error: &str,
     ) -> anyhow::Result<()> {
+        self.requeue(claimed, run_at, error, false).await
+    }
+
+    /// Like `retry_job`, but the attempt is given back: the job did nothing wrong, the portal asked
+    /// it to wait (a method blocked by its time limit).
+    pub async fn postpone_job(
+        &self,
+        claimed: &ClaimedJob,
+        run_at: i64,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        self.requeue(claimed, run_at, error, true).await
+    }
+
+    async fn requeue(
+        &self,
+        claimed: &ClaimedJob,
+        run_at: i64,
+        error: &str,
+        refund_attempt: bool,
+    ) -> anyhow::Result<()> {
         let now = now_ms();
         let progress = serde_json::to_string(&claimed.job.progress)?;
         sqlx::query(
             "UPDATE jobs SET state = 'queued', run_at = $1, last_error = $2, progress = $3, \
+             attempts = CASE WHEN attempts >= $7 THEN attempts - $7 ELSE 0 END, \
              lease_until = NULL, leased_by = NULL, updated_at = $4 WHERE id = $5 AND leased_by = $6",
         )
         .bind(run_at)
@@ -308,6 +330,7 @@ impl Store {
         .bind(now)
         .bind(claimed.job.id)
         .bind(&claimed.worker)
+        .bind(i64::from(refund_attempt))
         .execute(self.pool())
         .await
         .context("failed to reschedule the job")?;

@@ -7,6 +7,7 @@ mod cli;
 mod helpers;
 mod instances;
 mod issuing;
+mod limits;
 mod photos;
 mod render;
 mod store;
