@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use askama::Template;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -63,6 +63,51 @@ pub async fn current(req: &HttpRequest, state: &AppState) -> Option<Session> {
             tracing::error!(error = ?e, "session lookup failed");
             None
         }
+    }
+}
+
+/// A console page's signed-in staff member; anonymous visitors are sent to the sign-in page.
+pub struct Staff(pub Session);
+
+/// The same for exports read by programs: anonymous requests get a 401 JSON error.
+pub struct StaffExport(pub Session);
+
+async fn session_of(req: &HttpRequest) -> Option<Session> {
+    let state = req.app_data::<web::Data<AppState>>()?;
+    current(req, state).await
+}
+
+fn refuse(answer: HttpResponse) -> actix_web::Error {
+    actix_web::error::InternalError::from_response("no console session", answer).into()
+}
+
+impl FromRequest for Staff {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            match session_of(&req).await {
+                Some(s) => Ok(Staff(s)),
+                None => Err(refuse(to_login(&req))),
+            }
+        })
+    }
+}
+
+impl FromRequest for StaffExport {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            match session_of(&req).await {
+                Some(s) => Ok(StaffExport(s)),
+                None => Err(refuse(unauthorized_json())),
+            }
+        })
     }
 }
 

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::auth::{current, form_session, to_login};
+use super::auth::{Staff, form_session};
 use super::html;
 use super::registry::status_label;
 use crate::domain::{CertificateCode, Points};
@@ -68,14 +68,11 @@ pub struct Notice {
 }
 
 pub async fn show(
-    req: HttpRequest,
+    Staff(session): Staff,
     path: web::Path<i64>,
     q: web::Query<Notice>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Some(session) = current(&req, &state).await else {
-        return to_login(&req);
-    };
     let number = path.into_inner();
     let r = match load(&state, number).await {
         Ok(Some(r)) => r,
@@ -126,14 +123,7 @@ pub async fn show(
     html(StatusCode::OK, page.render())
 }
 
-pub async fn qr(
-    req: HttpRequest,
-    path: web::Path<i64>,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    if current(&req, &state).await.is_none() {
-        return to_login(&req);
-    }
+pub async fn qr(_: Staff, path: web::Path<i64>, state: web::Data<AppState>) -> HttpResponse {
     let number = path.into_inner();
     match load(&state, number).await {
         Ok(Some(r)) => match CertificateCode::parse(&r.snapshot.code) {
@@ -162,14 +152,7 @@ fn rerender(state: &AppState, r: &CertificateRecord) -> Option<Rendered> {
     state.renderer.render(&s.template, &data).ok()
 }
 
-pub async fn pdf(
-    req: HttpRequest,
-    path: web::Path<i64>,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    if current(&req, &state).await.is_none() {
-        return to_login(&req);
-    }
+pub async fn pdf(_: Staff, path: web::Path<i64>, state: web::Data<AppState>) -> HttpResponse {
     let number = path.into_inner();
     let r = match load(&state, number).await {
         Ok(Some(r)) if !r.snapshot.code.is_empty() => r,

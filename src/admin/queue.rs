@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::auth::{current, form_session, to_login};
+use super::auth::{Staff, form_session};
 use super::html;
 use crate::startup::AppState;
 use crate::store::{Job, JobState};
@@ -51,10 +51,7 @@ impl Job {
     }
 }
 
-pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let Some(session) = current(&req, &state).await else {
-        return to_login(&req);
-    };
+pub async fn show(Staff(session): Staff, state: web::Data<AppState>) -> HttpResponse {
     let jobs = match state
         .store
         .jobs_in_states(

@@ -1,11 +1,11 @@
 //! `/admin/certificates`: the registry with search, filters, sorting, keyset pages and CSV export.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::auth::{current, to_login, unauthorized_json};
+use super::auth::{Staff, StaffExport};
 use super::html;
 use crate::startup::AppState;
 use crate::store::{RegistryFilter, RegistryRow, RegistrySort};
@@ -130,13 +130,10 @@ pub async fn home() -> HttpResponse {
 }
 
 pub async fn list(
-    req: HttpRequest,
+    Staff(session): Staff,
     q: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Some(session) = current(&req, &state).await else {
-        return to_login(&req);
-    };
     let q = q.into_inner();
     let filter = q.filter();
     let sort = RegistrySort::parse(&q.sort);
@@ -207,13 +204,10 @@ fn csv_field(s: &str) -> String {
 
 /// The same selection as CSV, UTF-8 with a BOM so Excel reads Cyrillic.
 pub async fn csv(
-    req: HttpRequest,
+    _: StaffExport,
     q: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if current(&req, &state).await.is_none() {
-        return unauthorized_json();
-    }
     let filter = q.filter();
     let sort = RegistrySort::parse(&q.sort);
     let mut out = String::from(
