@@ -5,6 +5,9 @@ use std::fmt::Write;
 use std::path::Path;
 
 fn main() {
+    // sqlx::migrate! embeds the migration files; with a build script present, Cargo would not
+    // notice a new one without this.
+    println!("cargo:rerun-if-changed=migrations");
     let root = Path::new("templates/certificates");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut out = String::from(
