@@ -1,6 +1,8 @@
 //! The store on both backends: the same assertions against SQLite and PostgreSQL.
 
-use certportal::store::{CertificateStatus, IssuedSnapshot, JobKind, JobState, Store};
+use certportal::store::{
+    CertificateStatus, IssuedSnapshot, JobKind, JobState, RegistryFilter, RegistrySort, Store,
+};
 use secrecy::SecretString;
 
 use crate::helpers::{Db, fresh_database};
@@ -45,6 +47,8 @@ both_backends!(
     certificates_are_recorded_sent_and_revoked,
     admin_passwords_are_checked_against_argon2_hashes,
     migrations_can_run_twice,
+    a_postponed_job_waits_without_spending_its_attempt,
+    the_registry_searches_filters_and_pages_alike_on_both_backends,
 );
 
 async fn duplicate_hints_for_one_participant_make_one_job(db: Db) {
@@ -167,4 +171,101 @@ async fn migrations_can_run_twice(db: Db) {
     Store::connect(&url).await.unwrap();
     let again = Store::connect(&url).await.unwrap();
     again.ping().await.unwrap();
+}
+
+async fn a_postponed_job_waits_without_spending_its_attempt(db: Db) {
+    let (s, _d) = store(db).await;
+    s.enqueue(100, JobKind::Issue).await.unwrap();
+    let claimed = s.claim_jobs("w1", 1, 30_000).await.unwrap().remove(0);
+    assert_eq!(claimed.job.attempts, 1);
+    let later = certportal::store::now_ms() + 60_000;
+    s.postpone_job(&claimed, later, "OPERATION_TIME_LIMIT")
+        .await
+        .unwrap();
+    assert!(s.claim_jobs("w1", 1, 30_000).await.unwrap().is_empty());
+    let queued = s.jobs_in_states(&[JobState::Queued], 5).await.unwrap();
+    assert_eq!((queued[0].attempts, queued[0].run_at), (0, later));
+    // A plain retry keeps the attempt it spent.
+    s.retry_now(queued[0].id).await.unwrap();
+    let claimed = s.claim_jobs("w1", 1, 30_000).await.unwrap().remove(0);
+    s.retry_job(&claimed, 0, "SMTP 451").await.unwrap();
+    let queued = s.jobs_in_states(&[JobState::Queued], 5).await.unwrap();
+    assert_eq!(queued[0].attempts, 1);
+}
+
+async fn the_registry_searches_filters_and_pages_alike_on_both_backends(db: Db) {
+    let (s, _d) = store(db).await;
+    let surnames = ["Иванова", "Петров", "Кузнецова"];
+    for i in 0..60_i64 {
+        let mut c = snapshot(1000 + i);
+        c.last_name = format!("{}{i}", surnames[(i % 3) as usize]);
+        c.event_id = Some(1 + i % 2);
+        c.email = Some(format!("p{i}@example.org"));
+        s.record_rendered(&c).await.unwrap();
+        if i % 4 != 0 {
+            s.mark_sent(1000 + i, "<m@x>").await.unwrap();
+        }
+    }
+    let numbers = |page: &certportal::store::RegistryPage| -> Vec<i64> {
+        page.rows.iter().map(|r| r.record.snapshot.number).collect()
+    };
+    let search = |q: &str| RegistryFilter {
+        q: Some(q.into()),
+        ..Default::default()
+    };
+    // Case-insensitive Cyrillic substring, long enough for a trigram index and too short for one.
+    let page = s
+        .registry_page(&search("КУЗНЕЦОВА5"), RegistrySort::NumberAsc, None, 50)
+        .await
+        .unwrap();
+    assert_eq!(numbers(&page), vec![1005, 1050, 1053, 1056, 1059]);
+    let page = s
+        .registry_page(&search("ов"), RegistrySort::NumberAsc, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(page.rows.len(), 60);
+    let page = s
+        .registry_page(&search("p17@"), RegistrySort::NumberAsc, None, 50)
+        .await
+        .unwrap();
+    assert_eq!(numbers(&page), vec![1017]);
+    // Status and event together: unsent certificates (every 4th) of event 1 (even i).
+    let filter = RegistryFilter {
+        status: Some("sending".into()),
+        event_id: Some(1),
+        ..Default::default()
+    };
+    let page = s
+        .registry_page(&filter, RegistrySort::NumberDesc, None, 50)
+        .await
+        .unwrap();
+    let expected: Vec<i64> = (0..60)
+        .rev()
+        .filter(|i| i % 4 == 0)
+        .map(|i| 1000 + i)
+        .collect();
+    assert_eq!(numbers(&page), expected);
+    // Keyset pages cover everything once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .registry_page(
+                &RegistryFilter::default(),
+                RegistrySort::NumberDesc,
+                after.as_deref(),
+                25,
+            )
+            .await
+            .unwrap();
+        seen.extend(numbers(&page));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1000..1060).rev().collect::<Vec<i64>>());
+    let counts = s.registry_counts(&search("иванова")).await.unwrap();
+    let count = |k: &str| counts.iter().find(|(s, _)| s == k).map_or(0, |(_, n)| *n);
+    assert_eq!((count("sent"), count("sending")), (15, 5));
 }
