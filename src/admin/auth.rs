@@ -77,37 +77,43 @@ async fn session_of(req: &HttpRequest) -> Option<Session> {
     current(req, state).await
 }
 
-fn refuse(answer: HttpResponse) -> actix_web::Error {
-    actix_web::error::InternalError::from_response("no console session", answer).into()
+type Extracted<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, actix_web::Error>>>>;
+
+/// The session wrapped as `wrap`, or the answer `refuse` gives an anonymous request.
+fn extract<T: 'static>(
+    req: &HttpRequest,
+    wrap: fn(Session) -> T,
+    refuse: fn(&HttpRequest) -> HttpResponse,
+) -> Extracted<T> {
+    let req = req.clone();
+    Box::pin(async move {
+        match session_of(&req).await {
+            Some(s) => Ok(wrap(s)),
+            None => Err(actix_web::error::InternalError::from_response(
+                "no console session",
+                refuse(&req),
+            )
+            .into()),
+        }
+    })
 }
 
 impl FromRequest for Staff {
     type Error = actix_web::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+    type Future = Extracted<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            match session_of(&req).await {
-                Some(s) => Ok(Staff(s)),
-                None => Err(refuse(to_login(&req))),
-            }
-        })
+        extract(req, Staff, to_login)
     }
 }
 
 impl FromRequest for StaffExport {
     type Error = actix_web::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+    type Future = Extracted<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            match session_of(&req).await {
-                Some(s) => Ok(StaffExport(s)),
-                None => Err(refuse(unauthorized_json())),
-            }
-        })
+        extract(req, StaffExport, |_| unauthorized_json())
     }
 }
 

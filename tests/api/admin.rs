@@ -397,15 +397,7 @@ async fn revoking_flips_the_public_verdict_and_unrevoking_restores_it() {
     app.sandbox.move_participant(100500, seed::STAGE_GENERATE);
     app.wait_for_mail(1, Duration::from_secs(20)).await;
     let verdict = || async {
-        let v: serde_json::Value = app
-            .http
-            .get(format!("{}/api/v1/certificates/S.100500.7", app.address))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, v) = app.verify_api("S.100500.7").await;
         v["status"].as_str().unwrap().to_string()
     };
     assert_eq!(verdict().await, "authentic");

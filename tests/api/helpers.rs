@@ -257,6 +257,18 @@ impl TestApp {
         self.sink.messages()
     }
 
+    /// The public JSON check of `code`: HTTP status and body.
+    pub async fn verify_api(&self, code: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .get(format!("{}/api/v1/certificates/{code}", self.address))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
+    }
+
     /// Waits until no job is waiting or running.
     pub async fn settle(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);

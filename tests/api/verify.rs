@@ -8,17 +8,6 @@ use serde_json::Value;
 
 use crate::helpers::{Options, quiet, spawn_app, spawn_app_with};
 
-async fn api(app: &crate::helpers::TestApp, code: &str) -> (u16, Value) {
-    let r = app
-        .http
-        .get(format!("{}/api/v1/certificates/{code}", app.address))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 fn check<'a>(v: &'a Value, name: &str) -> &'a Value {
     v["checks"]
         .as_array()
@@ -39,7 +28,7 @@ async fn issued(id: u64) -> crate::helpers::TestApp {
 #[tokio::test]
 async fn an_issued_certificate_is_authentic_with_every_check_passed() {
     let app = issued(100500).await;
-    let (status, v) = api(&app, "S.100500.7").await;
+    let (status, v) = app.verify_api("S.100500.7").await;
     assert_eq!(status, 200);
     assert_eq!(v["status"], "authentic", "{v}");
     assert!(
@@ -74,7 +63,7 @@ async fn an_issued_certificate_is_authentic_with_every_check_passed() {
 #[tokio::test]
 async fn wrong_points_in_the_code_are_not_authentic() {
     let app = issued(100500).await;
-    let (_, v) = api(&app, "S.100500.10").await;
+    let (_, v) = app.verify_api("S.100500.10").await;
     assert_eq!(v["status"], "not_authentic");
     assert_eq!(check(&v, "points")["result"], "failed");
 }
@@ -82,12 +71,12 @@ async fn wrong_points_in_the_code_are_not_authentic() {
 #[tokio::test]
 async fn a_participant_without_a_certificate_is_not_authentic() {
     let app = spawn_app_with(quiet()).await;
-    let (_, v) = api(&app, "S.100500.7").await;
+    let (_, v) = app.verify_api("S.100500.7").await;
     assert_eq!(v["status"], "not_authentic", "{v}");
     assert_eq!(check(&v, "issued")["result"], "failed");
     app.sandbox
         .edit(|p| p.move_item(seed::PARTICIPANT_TYPE, 100501, seed::STAGE_PROBLEM));
-    let (_, v) = api(&app, "S.100501.7").await;
+    let (_, v) = app.verify_api("S.100501.7").await;
     assert_eq!(v["status"], "not_authentic");
     assert!(
         check(&v, "issued")["message"]
@@ -102,7 +91,7 @@ async fn a_participant_without_a_certificate_is_not_authentic() {
 async fn unknown_numbers_events_and_contacts_are_not_found() {
     let app = spawn_app_with(quiet()).await;
     for code in ["S.999999.7", "S.7.7", "S.45.7"] {
-        let (status, v) = api(&app, code).await;
+        let (status, v) = app.verify_api(code).await;
         assert_eq!(
             (status, v["status"].as_str()),
             (200, Some("not_found")),
@@ -117,7 +106,7 @@ async fn a_certificate_issued_before_certportal_is_authentic_from_the_crm() {
     let app = spawn_app_with(quiet()).await;
     app.sandbox
         .edit(|p| p.move_item(seed::PARTICIPANT_TYPE, 100503, seed::STAGE_SENT));
-    let (_, v) = api(&app, "S.100503.10").await;
+    let (_, v) = app.verify_api("S.100503.10").await;
     assert_eq!(v["status"], "authentic", "{v}");
     assert_eq!(v["certificate"]["holder"], "Кузнецова М. А.");
 }
@@ -129,7 +118,7 @@ async fn revocation_and_deletion_make_a_certificate_not_authentic() {
         .set_revoked(100500, Some("выдан по ошибке"))
         .await
         .unwrap();
-    let (_, v) = api(&app, "S.100500.7").await;
+    let (_, v) = app.verify_api("S.100500.7").await;
     assert_eq!(v["status"], "not_authentic");
     assert!(
         check(&v, "revoked")["message"]
@@ -145,7 +134,7 @@ async fn revocation_and_deletion_make_a_certificate_not_authentic() {
             .unwrap()
             .remove(&100500)
     });
-    let (_, v) = api(&app, "S.100500.7").await;
+    let (_, v) = app.verify_api("S.100500.7").await;
     assert_eq!(v["status"], "not_authentic", "{v}");
     assert_eq!(check(&v, "revoked")["result"], "failed");
 }
@@ -155,7 +144,7 @@ async fn a_crm_that_cannot_be_reached_means_unavailable_never_fake() {
     let app = issued(100500).await;
     app.state.verifier.forget(100500);
     app.sandbox.inject(None, 1000, FaultKind::Html);
-    let (_, v) = api(&app, "S.100500.7").await;
+    let (_, v) = app.verify_api("S.100500.7").await;
     assert_eq!(v["status"], "unavailable", "{v}");
     assert_eq!(
         v["certificate"]["number"], 100500,
@@ -180,7 +169,7 @@ async fn a_crm_that_cannot_be_reached_means_unavailable_never_fake() {
 async fn malformed_codes_get_a_400_with_a_reason() {
     let app = spawn_app_with(quiet()).await;
     for code in ["X.1.2", "S.01.2", "S.1", "hello"] {
-        let (status, v) = api(&app, code).await;
+        let (status, v) = app.verify_api(code).await;
         assert_eq!(status, 400, "{code}");
         assert_eq!(v["error"], "malformed_code");
         assert!(!v["message"].as_str().unwrap().is_empty());
@@ -230,9 +219,9 @@ async fn one_address_is_rate_limited_with_a_russian_message() {
     })
     .await;
     for _ in 0..3 {
-        assert_eq!(api(&app, "S.999.1").await.0, 200);
+        assert_eq!(app.verify_api("S.999.1").await.0, 200);
     }
-    let (status, v) = api(&app, "S.999.1").await;
+    let (status, v) = app.verify_api("S.999.1").await;
     assert_eq!(status, 429);
     assert!(v["message"].as_str().unwrap().contains("Слишком много"));
     let r = app
