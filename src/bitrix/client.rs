@@ -76,6 +76,37 @@ impl BitrixError {
         }
     }
 
+    /// Our access to the portal is broken (webhook revoked or lacking rights, portal moved or
+    /// closed): the item is fine, and work must wait until an administrator fixes the setup.
+    pub fn is_access_problem(&self) -> bool {
+        match self {
+            Self::Api { status, code, .. } => {
+                *status == 401
+                    || matches!(
+                        code.as_str(),
+                        "NO_AUTH_FOUND"
+                            | "expired_token"
+                            | "INVALID_CREDENTIALS"
+                            | "insufficient_scope"
+                            | "user_access_error"
+                            | "ACCESS_DENIED"
+                            | "PORTAL_DELETED"
+                            | "OVERLOAD_LIMIT"
+                    )
+            }
+            Self::Unexpected { status, .. } => {
+                (300..400).contains(status) || matches!(status, 401 | 403)
+            }
+            _ => false,
+        }
+    }
+
+    /// Worth waiting for rather than reporting as the participant's problem: a transient fault, or
+    /// an access problem someone will fix. (Only transient faults are retried on the spot.)
+    pub fn is_temporary(&self) -> bool {
+        self.is_transient() || self.is_access_problem()
+    }
+
     /// The request was refused before the portal acted on it, so repeating it is always safe.
     fn was_refused(&self) -> bool {
         matches!(
@@ -259,6 +290,22 @@ impl BitrixClient {
                 message: e.without_url().to_string(),
             })?;
         let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            // The portal moved (API reference §1.3). The new address carries the secret too: name
+            // only its host, so an administrator can fix BITRIX_WEBHOOK_URL.
+            let host = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url::Url::parse(l).ok())
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_else(|| "?".into());
+            return Err(BitrixError::Unexpected {
+                method: method.to_string(),
+                status,
+                snippet: format!("the portal redirects to {host}; update BITRIX_WEBHOOK_URL"),
+            });
+        }
         let body = response.bytes().await.map_err(|e| BitrixError::Transport {
             method: method.to_string(),
             message: e.without_url().to_string(),
@@ -335,6 +382,31 @@ mod tests {
         let err =
             parse_envelope("m", 400, br#"{"error":100,"error_description":"x"}"#).unwrap_err();
         assert_eq!(err.code(), Some("100"));
+    }
+
+    #[test]
+    fn a_revoked_webhook_is_waited_for_not_blamed_on_the_item() {
+        let err = parse_envelope(
+            "crm.item.get",
+            401,
+            br#"{"error":"NO_AUTH_FOUND","error_description":"Wrong authorization data"}"#,
+        )
+        .unwrap_err();
+        assert!(err.is_access_problem() && err.is_temporary() && !err.is_transient());
+        let err = parse_envelope(
+            "crm.item.get",
+            403,
+            br#"{"error":"insufficient_scope","error_description":""}"#,
+        )
+        .unwrap_err();
+        assert!(err.is_temporary());
+        let err = parse_envelope(
+            "crm.item.update",
+            400,
+            br#"{"error":"INVALID_ARG_VALUE","error_description":"x"}"#,
+        )
+        .unwrap_err();
+        assert!(!err.is_temporary());
     }
 
     #[test]

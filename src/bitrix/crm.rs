@@ -236,7 +236,7 @@ impl Crm {
         let from_item = match self.get_item(CONTACT_TYPE, id).await {
             Ok(Some(item)) => Some(Contact::from_item(&item)),
             Ok(None) => return Ok(None),
-            Err(e) if e.is_transient() => return Err(e),
+            Err(e) if e.is_temporary() => return Err(e),
             Err(_) => None,
         };
         if let Some(c) = from_item.as_ref().filter(|c| c.has_full_email_list) {
@@ -251,7 +251,7 @@ impl Crm {
             Ok(r) if r.is_object() => Ok(Some(Contact::from_legacy(&r))),
             Ok(_) => Ok(from_item),
             Err(e) if e.is_not_found() => Ok(from_item),
-            Err(e) if e.is_transient() => Err(e),
+            Err(e) if e.is_temporary() => Err(e),
             Err(_) => Ok(from_item),
         }
     }
@@ -274,17 +274,21 @@ impl Crm {
         self.update(participant_id, Value::Object(fields)).await
     }
 
-    /// `complete` for many participants in `batch` calls of up to 50; one result per item, so one
-    /// failure leaves the others done.
+    /// `complete` for many participants in `batch` calls of up to 50 (and of bounded size: the
+    /// files travel URL-encoded); one result per item, so one failure leaves the others done. A batch
+    /// the portal refuses as a whole is written item by item instead, never reported as 50 failures.
     pub async fn complete_many(
         &self,
         items: &[(u64, String, Vec<u8>)],
     ) -> Vec<Result<(), BitrixError>> {
         use base64::Engine;
         let mut out = Vec::with_capacity(items.len());
-        for chunk in items.chunks(50) {
+        let mut rest = items;
+        while !rest.is_empty() {
             let mut cmd = serde_json::Map::new();
-            for (pid, stage, qr) in chunk {
+            let mut size = 0;
+            let mut taken = 0;
+            for (pid, stage, qr) in rest {
                 let b64 = base64::engine::general_purpose::STANDARD.encode(qr);
                 let query = url::form_urlencoded::Serializer::new(String::new())
                     .append_pair("entityTypeId", &self.participant_type.to_string())
@@ -297,38 +301,25 @@ impl Crm {
                     .append_pair(&format!("fields[{}][1]", self.fields.participant_qr), &b64)
                     .append_pair("fields[stageId]", stage)
                     .finish();
+                if taken > 0 && (taken == 50 || size + query.len() > MAX_BATCH_BYTES) {
+                    break;
+                }
+                size += query.len();
+                taken += 1;
                 cmd.insert(format!("u{pid}"), json!(format!("crm.item.update?{query}")));
             }
+            let (chunk, later) = rest.split_at(taken);
+            rest = later;
             let params = json!({"halt": 0, "cmd": cmd});
             match self.client.result("batch", &params, Idempotent::Yes).await {
-                Ok(result) => {
-                    for (pid, _, _) in chunk {
-                        let key = format!("u{pid}");
-                        let error = result.get("result_error").and_then(|e| e.get(&key));
-                        let done = result
-                            .get("result")
-                            .and_then(|r| r.get(&key))
-                            .is_some_and(|v| !v.is_null());
-                        out.push(match error {
-                            Some(e) => Err(BitrixError::Api {
-                                method: "crm.item.update".into(),
-                                status: 400,
-                                code: e.get("error").and_then(as_text).unwrap_or_default(),
-                                description: e
-                                    .get("error_description")
-                                    .and_then(as_text)
-                                    .unwrap_or_default(),
-                            }),
-                            None if done => Ok(()),
-                            None => Err(BitrixError::Unexpected {
-                                method: "batch".into(),
-                                status: 200,
-                                snippet: format!("no result for {key}"),
-                            }),
-                        });
+                Ok(result) => out.extend(chunk.iter().map(|(pid, _, _)| sub_result(&result, *pid))),
+                Err(e) if e.is_temporary() => out.extend(chunk.iter().map(|_| Err(e.clone()))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "batch write refused; writing one by one");
+                    for (pid, stage, qr) in chunk {
+                        out.push(self.complete(*pid, stage, qr).await);
                     }
                 }
-                Err(e) => out.extend(chunk.iter().map(|_| Err(e.clone()))),
             }
         }
         out
@@ -487,4 +478,42 @@ pub fn items_of(result: &Value) -> Vec<Value> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
+}
+
+/// A batch's own size limit is not documented (API reference §5); stay well below what a proxy
+/// in front of the portal is likely to accept.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// One `crm.item.update` sub-call's outcome in a `batch` answer.
+fn sub_result(result: &Value, pid: u64) -> Result<(), BitrixError> {
+    let key = format!("u{pid}");
+    let error = result.get("result_error").and_then(|e| e.get(&key));
+    let done = result
+        .get("result")
+        .and_then(|r| r.get(&key))
+        .is_some_and(|v| !v.is_null());
+    match error {
+        Some(e) => {
+            let code = e.get("error").and_then(as_text).unwrap_or_default();
+            Err(BitrixError::Api {
+                method: "crm.item.update".into(),
+                status: if code == "OPERATION_TIME_LIMIT" {
+                    429
+                } else {
+                    400
+                },
+                code,
+                description: e
+                    .get("error_description")
+                    .and_then(as_text)
+                    .unwrap_or_default(),
+            })
+        }
+        None if done => Ok(()),
+        None => Err(BitrixError::Unexpected {
+            method: "batch".into(),
+            status: 200,
+            snippet: format!("no result for {key}"),
+        }),
+    }
 }

@@ -14,7 +14,7 @@ use crate::domain::CertificateCode;
 use crate::mail::{Letter, MailError, Mailer};
 use crate::render::{QrMatrix, RenderError, Renderer};
 use crate::store::{
-    CertificateStatus, ClaimedJob, IssuedSnapshot, JobKind, JobState, Store, now_ms,
+    CertificateStatus, ClaimedJob, IssuedSnapshot, JobKind, JobState, StageEntry, Store, now_ms,
 };
 
 #[derive(Debug, Clone)]
@@ -102,7 +102,7 @@ impl From<BitrixError> for Stop {
                 run_at,
                 error: e.to_string(),
             }
-        } else if e.is_transient() {
+        } else if e.is_temporary() {
             Stop::Transient(e.to_string())
         } else {
             Stop::Problem(format!("ошибка Bitrix24: {e}"))
@@ -160,7 +160,7 @@ impl Issuer {
                     .await?;
                 self.store.finish_job(&claimed, JobState::Done, None).await
             }
-            Err(e) if !e.is_transient() => {
+            Err(e) if !e.is_temporary() => {
                 let reason = format!(
                     "сертификат отправлен, но участника не удалось перевести в «Выслан файл»: {e}"
                 );
@@ -249,15 +249,28 @@ impl Issuer {
                     return Ok(Step::Finish(JobState::Ignored));
                 }
                 let entry = format!("{}@{}", participant.stage_id, participant.moved_time);
-                if !self.store.bind_stage_entry(claimed, &entry).await? {
-                    self.note(
-                        claimed,
-                        "read",
-                        "ignored",
-                        "этот переход в стадию уже обработан",
-                    )
-                    .await?;
-                    return Ok(Step::Finish(JobState::Ignored));
+                match self.store.bind_stage_entry(claimed, &entry).await? {
+                    StageEntry::New => {}
+                    StageEntry::Resumed(progress) => {
+                        claimed.job.progress = progress;
+                        self.note(
+                            claimed,
+                            "read",
+                            "resumed",
+                            "продолжение выдачи, прерванной после исчерпания попыток",
+                        )
+                        .await?;
+                    }
+                    StageEntry::Served => {
+                        self.note(
+                            claimed,
+                            "read",
+                            "ignored",
+                            "этот переход в стадию уже обработан",
+                        )
+                        .await?;
+                        return Ok(Step::Finish(JobState::Ignored));
+                    }
                 }
                 claimed.job.dedupe_key = Some(entry);
             }
@@ -402,8 +415,10 @@ impl Issuer {
                 Err(e) => crm_error = Some(e),
             }
         }
-        // A re-send leaves the participant where it is: the certificate itself stands.
-        if crm_error.is_none() && claimed.job.kind != JobKind::Resend {
+        // A re-send leaves the participant where it is: the certificate itself stands. A comment
+        // the portal refuses for good must not keep the participant in «Сформировать документ».
+        let comment_may_wait = crm_error.as_ref().is_some_and(BitrixError::is_temporary);
+        if !comment_may_wait && claimed.job.kind != JobKind::Resend {
             let category = match self.crm.participant(pid).await {
                 Ok(p) => p.and_then(|p| p.category_id),
                 Err(_) => None,
@@ -415,7 +430,7 @@ impl Issuer {
             }
         }
         // Staff must see the reason in the CRM: while Bitrix24 is only briefly unreachable, try again.
-        if let Some(e) = crm_error.filter(|e| e.is_transient()) {
+        if let Some(e) = crm_error.filter(BitrixError::is_temporary) {
             if (claimed.job.attempts.max(1) as u32) < self.config.max_attempts {
                 let delay = self.backoff(claimed.job.attempts.max(1) as u32);
                 let error = format!("{reason}; CRM: {e}");

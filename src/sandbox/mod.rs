@@ -34,6 +34,10 @@ pub enum FaultKind {
     Limit,
     /// `429 OPERATION_TIME_LIMIT`: the method's time budget is used up (API reference §6.2).
     OperatingLimit,
+    /// A documented error envelope with this status and code (e.g. 403 `ACCESS_DENIED`).
+    Refuse(u16, &'static str),
+    /// A proxy's `413 Request Entity Too Large` HTML page.
+    TooLarge,
 }
 
 #[derive(Debug, Clone)]
@@ -220,6 +224,14 @@ fn operating_limit() -> ApiErr {
     }
 }
 
+fn refusal(status: u16, code: &str) -> ApiErr {
+    ApiErr {
+        status,
+        code: code.into(),
+        description: format!("{code} (injected by the sandbox)"),
+    }
+}
+
 fn error_response(e: &ApiErr) -> HttpResponse {
     HttpResponse::build(actix_web::http::StatusCode::from_u16(e.status).unwrap_or_default())
         .json(json!({"error": e.code, "error_description": e.description}))
@@ -285,6 +297,17 @@ async fn rest(
                 return respond(503, error_response(&e));
             }
             FaultKind::OperatingLimit => return respond(429, error_response(&operating_limit())),
+            FaultKind::Refuse(status, code) => {
+                return respond(status, error_response(&refusal(status, code)));
+            }
+            FaultKind::TooLarge => {
+                return respond(
+                    413,
+                    HttpResponse::PayloadTooLarge()
+                        .content_type("text/html")
+                        .body("<html><head><title>413 Request Entity Too Large</title></head><body><center><h1>413 Request Entity Too Large</h1></center><hr><center>nginx</center></body></html>"),
+                );
+            }
             FaultKind::Delay(d) => tokio::time::sleep(d).await,
         }
     }
@@ -374,7 +397,12 @@ fn batch(inner: &Inner, params: &Value) -> Value {
             })
         } else if let Some(FaultKind::OperatingLimit) = fault {
             Err(operating_limit())
-        } else if let Some(FaultKind::ServerError | FaultKind::Html | FaultKind::Limit) = fault {
+        } else if let Some(FaultKind::Refuse(status, code)) = fault {
+            Err(refusal(status, code))
+        } else if let Some(
+            FaultKind::ServerError | FaultKind::Html | FaultKind::Limit | FaultKind::TooLarge,
+        ) = fault
+        {
             Err(ApiErr {
                 status: 500,
                 code: "INTERNAL_SERVER_ERROR".into(),

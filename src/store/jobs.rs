@@ -94,6 +94,17 @@ pub struct Progress {
     pub problem_commented: bool,
 }
 
+/// What binding a job to a stage entry found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageEntry {
+    /// First job for this entry.
+    New,
+    /// The entry's earlier job failed; this one continues from its progress.
+    Resumed(Progress),
+    /// Another job served (or is serving) the entry.
+    Served,
+}
+
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: i64,
@@ -166,24 +177,52 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Binds a leased job to the stage entry it serves (the item's `movedTime`). False when another
-    /// job already served that entry: this one must not issue again.
-    pub async fn bind_stage_entry(&self, claimed: &ClaimedJob, key: &str) -> anyhow::Result<bool> {
+    /// Binds a leased job to the stage entry it serves (the item's `movedTime`). An entry another
+    /// job already served is `Served`: this one must not issue again. An entry whose job failed
+    /// (retries used up while Bitrix24 or the mail server was down) is taken over with the progress
+    /// that job made, so the certificate still goes out, and its e-mail never twice.
+    pub async fn bind_stage_entry(
+        &self,
+        claimed: &ClaimedJob,
+        key: &str,
+    ) -> anyhow::Result<StageEntry> {
         if claimed.job.dedupe_key.as_deref() == Some(key) {
-            return Ok(true);
+            return Ok(StageEntry::New);
         }
-        let taken: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE participant_id = $1 AND kind = $2 \
+        let holder = sqlx::query(
+            "SELECT id, state, progress FROM jobs WHERE participant_id = $1 AND kind = $2 \
              AND dedupe_key = $3 AND id <> $4",
         )
         .bind(claimed.job.participant_id)
         .bind(claimed.job.kind.as_str())
         .bind(key)
         .bind(claimed.job.id)
-        .fetch_one(self.pool())
+        .fetch_optional(self.pool())
         .await?;
-        if taken > 0 {
-            return Ok(false);
+        let mut inherited = None;
+        if let Some(row) = holder {
+            let state: String = row.try_get("state")?;
+            if JobState::parse(&state) != JobState::Failed {
+                return Ok(StageEntry::Served);
+            }
+            let old_id: i64 = row.try_get("id")?;
+            let progress: String = row.try_get("progress")?;
+            // Free the key, once: of two jobs racing for the same failed entry, one resumes it.
+            let freed = sqlx::query(
+                "UPDATE jobs SET dedupe_key = $1, updated_at = $2 \
+                 WHERE id = $3 AND state = 'failed' AND dedupe_key = $4",
+            )
+            .bind(format!("{key}~{}", claimed.job.id))
+            .bind(now_ms())
+            .bind(old_id)
+            .bind(key)
+            .execute(self.pool())
+            .await
+            .context("failed to take over the failed job's stage entry")?;
+            if freed.rows_affected() != 1 {
+                return Ok(StageEntry::Served);
+            }
+            inherited = Some(serde_json::from_str::<Progress>(&progress).unwrap_or_default());
         }
         // The unique key still guards the race between two instances reading the same entry.
         let result = sqlx::query(
@@ -196,8 +235,11 @@ impl Store {
         .execute(self.pool())
         .await;
         match result {
-            Ok(done) => Ok(done.rows_affected() == 1),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Ok(done) if done.rows_affected() == 1 => {
+                Ok(inherited.map_or(StageEntry::New, StageEntry::Resumed))
+            }
+            Ok(_) => Ok(StageEntry::Served),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(StageEntry::Served),
             Err(e) => Err(e).context("failed to bind the job to its stage entry"),
         }
     }

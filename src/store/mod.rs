@@ -19,7 +19,7 @@ use sqlx::{AnyPool, Executor};
 pub use admins::Admin;
 pub use audit::AuditEntry;
 pub use certificates::{CertificateRecord, CertificateStatus, IssuedSnapshot};
-pub use jobs::{ClaimedJob, Job, JobEvent, JobKind, JobState, Progress};
+pub use jobs::{ClaimedJob, Job, JobEvent, JobKind, JobState, Progress, StageEntry};
 pub use registry::{RegistryFilter, RegistryPage, RegistryRow, RegistrySort};
 pub use sessions::{Session, random_token};
 

@@ -96,3 +96,34 @@ async fn a_failing_sub_call_in_a_batch_retries_alone() {
     }
     assert_eq!(retried, 1, "only the failed sub-call was retried");
 }
+
+#[tokio::test]
+async fn a_batch_the_portal_refuses_as_a_whole_is_written_item_by_item() {
+    let app = spawn_app_with(Options {
+        workers: 1,
+        ..Options::default()
+    })
+    .await;
+    add_participants(&app, 1..6);
+    app.sandbox.inject(Some("batch"), 1, FaultKind::TooLarge);
+    app.sandbox.edit(|p| {
+        for id in 1..6 {
+            p.move_item(seed::PARTICIPANT_TYPE, id, seed::STAGE_GENERATE);
+        }
+    });
+    let mails = app.wait_for_mail(5, Duration::from_secs(30)).await;
+    app.settle().await;
+    assert_eq!(mails.len(), 5);
+    for id in 1..6 {
+        assert_eq!(app.stage_of(id), seed::STAGE_SENT, "{id}");
+        assert_eq!(app.qr_of(id), Some(format!("S.{id}.7")));
+        assert!(app.comments_for(id).is_empty(), "{id} reported no problem");
+    }
+    let log = app.sandbox.requests();
+    assert_eq!(log.iter().filter(|r| r.status == 413).count(), 1);
+    assert!(
+        log.iter()
+            .any(|r| r.method == "crm.item.update" && r.status == 200),
+        "the refused batch's items were written directly"
+    );
+}

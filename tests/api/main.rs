@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod access;
 mod admin;
 mod browser;
 mod bulk;

@@ -1,7 +1,8 @@
 //! The store on both backends: the same assertions against SQLite and PostgreSQL.
 
 use certportal::store::{
-    CertificateStatus, IssuedSnapshot, JobKind, JobState, RegistryFilter, RegistrySort, Store,
+    CertificateStatus, IssuedSnapshot, JobKind, JobState, RegistryFilter, RegistrySort, StageEntry,
+    Store,
 };
 use secrecy::SecretString;
 
@@ -43,6 +44,7 @@ both_backends!(
     duplicate_hints_for_one_participant_make_one_job,
     a_job_is_leased_by_one_worker_and_taken_again_after_its_lease,
     a_stage_entry_is_bound_to_one_job_only,
+    a_failed_stage_entry_is_resumed_once_with_its_progress,
     progress_survives_and_a_lost_lease_refuses_writes,
     certificates_are_recorded_sent_and_revoked,
     admin_passwords_are_checked_against_argon2_hashes,
@@ -86,17 +88,55 @@ async fn a_stage_entry_is_bound_to_one_job_only(db: Db) {
     let (s, _d) = store(db).await;
     s.enqueue(100, JobKind::Issue).await.unwrap();
     let a = s.claim_jobs("w1", 1, 60_000).await.unwrap().remove(0);
-    assert!(s.bind_stage_entry(&a, "stage@t1").await.unwrap());
+    assert_eq!(
+        s.bind_stage_entry(&a, "stage@t1").await.unwrap(),
+        StageEntry::New
+    );
     s.finish_job(&a, JobState::Done, None).await.unwrap();
     s.enqueue(100, JobKind::Issue).await.unwrap();
     let b = s.claim_jobs("w1", 1, 60_000).await.unwrap().remove(0);
-    assert!(
-        !s.bind_stage_entry(&b, "stage@t1").await.unwrap(),
+    assert_eq!(
+        s.bind_stage_entry(&b, "stage@t1").await.unwrap(),
+        StageEntry::Served,
         "same entry twice"
     );
-    assert!(
+    assert_eq!(
         s.bind_stage_entry(&b, "stage@t2").await.unwrap(),
+        StageEntry::New,
         "a new entry"
+    );
+}
+
+async fn a_failed_stage_entry_is_resumed_once_with_its_progress(db: Db) {
+    let (s, _d) = store(db).await;
+    s.enqueue(100, JobKind::Issue).await.unwrap();
+    let mut a = s.claim_jobs("w1", 1, 60_000).await.unwrap().remove(0);
+    s.bind_stage_entry(&a, "stage@t1").await.unwrap();
+    a.job.dedupe_key = Some("stage@t1".into());
+    a.job.progress.confirmed = true;
+    a.job.progress.mail_sent = true;
+    a.job.progress.code = Some("S.100.7".into());
+    assert!(s.save_progress(&a, 60_000).await.unwrap());
+    s.finish_job(&a, JobState::Failed, Some("Bitrix24 down"))
+        .await
+        .unwrap();
+
+    s.enqueue(100, JobKind::Issue).await.unwrap();
+    let b = s.claim_jobs("w1", 1, 60_000).await.unwrap().remove(0);
+    match s.bind_stage_entry(&b, "stage@t1").await.unwrap() {
+        StageEntry::Resumed(p) => {
+            assert!(p.mail_sent, "the e-mail already sent is remembered");
+            assert_eq!(p.code.as_deref(), Some("S.100.7"));
+        }
+        other => panic!("expected a resumed entry, got {other:?}"),
+    }
+    s.finish_job(&b, JobState::Done, None).await.unwrap();
+    s.enqueue(100, JobKind::Issue).await.unwrap();
+    let c = s.claim_jobs("w1", 1, 60_000).await.unwrap().remove(0);
+    assert_eq!(
+        s.bind_stage_entry(&c, "stage@t1").await.unwrap(),
+        StageEntry::Served,
+        "resumed once, then served"
     );
 }
 
