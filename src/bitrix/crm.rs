@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 
 use super::client::{BitrixClient, BitrixError, Idempotent};
 use super::model::{Contact, Participant, as_text, as_u64, field};
@@ -33,11 +32,13 @@ pub enum StageError {
 }
 
 impl Stages {
-    /// The stage for `role` in the item's pipeline; with one pipeline known, that one.
+    /// The stage for `role` in the item's pipeline (never another pipeline's: the update would
+    /// move the item there). Only when the item's pipeline is unknown, the one pipeline configured.
     pub fn target(map: &BTreeMap<i64, String>, category: Option<i64>) -> Option<&String> {
-        category
-            .and_then(|c| map.get(&c))
-            .or_else(|| (map.len() == 1).then(|| map.values().next()).flatten())
+        match category {
+            Some(c) => map.get(&c),
+            None => (map.len() == 1).then(|| map.values().next()).flatten(),
+        }
     }
 }
 
@@ -58,7 +59,8 @@ pub struct Crm {
     pub event_type: u32,
     pub fields: Arc<FieldCodes>,
     /// Option texts of the event's list fields (`crm.item.fields`), loaded once.
-    event_field_options: Arc<OnceCell<BTreeMap<String, BTreeMap<String, String>>>>,
+    /// List-field option texts of the event type, and the unknown option ids already re-read for.
+    event_field_options: Arc<tokio::sync::Mutex<Option<OptionsCache>>>,
 }
 
 pub const CONTACT_TYPE: u32 = 3;
@@ -75,7 +77,7 @@ impl Crm {
             participant_type,
             event_type,
             fields: Arc::new(fields),
-            event_field_options: Arc::new(OnceCell::new()),
+            event_field_options: Arc::default(),
         }
     }
 
@@ -173,61 +175,72 @@ impl Crm {
             letter: field(item, &f.event_letter).and_then(as_text),
         };
         // A list field stores an option id; its text is in crm.item.fields.
-        if card
+        if let Some(option) = card
             .template
-            .as_deref()
-            .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit()))
+            .clone()
+            .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
         {
-            let options = self.event_field_options().await?;
-            if let Some(text) = card
-                .template
-                .as_ref()
-                .and_then(|id| options.get(&f.event_template)?.get(id))
-            {
-                card.template = Some(text.clone());
+            let text = |o: &FieldOptions| o.get(&f.event_template)?.get(&option).cloned();
+            let mut found = text(&*self.event_field_options(None).await?);
+            if found.is_none() {
+                // Perhaps an option added since the texts were read.
+                found = text(&*self.event_field_options(Some(&option)).await?);
+            }
+            if let Some(t) = found {
+                card.template = Some(t);
             }
         }
         Ok(card)
     }
 
+    /// The event type's list-field options, read once, and again for an option id they lack (once
+    /// per id, so an unknown option cannot make every job re-read them).
     async fn event_field_options(
         &self,
-    ) -> Result<&BTreeMap<String, BTreeMap<String, String>>, BitrixError> {
-        self.event_field_options
-            .get_or_try_init(|| async {
-                let params = json!({"entityTypeId": self.event_type, "useOriginalUfNames": "Y"});
-                let result = self
-                    .client
-                    .result("crm.item.fields", &params, Idempotent::Yes)
-                    .await?;
-                let mut out = BTreeMap::new();
-                if let Some(fields) = result.get("fields").and_then(Value::as_object) {
-                    for (key, def) in fields {
-                        let name = def
-                            .get("upperName")
-                            .and_then(Value::as_str)
-                            .unwrap_or(key)
-                            .to_string();
-                        let Some(items) = def.get("items").and_then(Value::as_array) else {
-                            continue;
-                        };
-                        let options = items
-                            .iter()
-                            .filter_map(|o| {
-                                let id = o.get("ID").or_else(|| o.get("id")).and_then(as_text)?;
-                                let v = o
-                                    .get("VALUE")
-                                    .or_else(|| o.get("value"))
-                                    .and_then(as_text)?;
-                                Some((id, v))
-                            })
-                            .collect();
-                        out.insert(name, options);
-                    }
-                }
-                Ok(out)
-            })
-            .await
+        missing: Option<&str>,
+    ) -> Result<Arc<FieldOptions>, BitrixError> {
+        let mut cached = self.event_field_options.lock().await;
+        let mut refreshed_for = BTreeSet::new();
+        if let Some((options, tried)) = cached.as_mut() {
+            match missing {
+                Some(id) if tried.insert(id.to_string()) => {}
+                _ => return Ok(options.clone()),
+            }
+            refreshed_for = std::mem::take(tried);
+        }
+        let params = json!({"entityTypeId": self.event_type, "useOriginalUfNames": "Y"});
+        let result = self
+            .client
+            .result("crm.item.fields", &params, Idempotent::Yes)
+            .await?;
+        let mut out = BTreeMap::new();
+        if let Some(fields) = result.get("fields").and_then(Value::as_object) {
+            for (key, def) in fields {
+                let name = def
+                    .get("upperName")
+                    .and_then(Value::as_str)
+                    .unwrap_or(key)
+                    .to_string();
+                let Some(items) = def.get("items").and_then(Value::as_array) else {
+                    continue;
+                };
+                let options = items
+                    .iter()
+                    .filter_map(|o| {
+                        let id = o.get("ID").or_else(|| o.get("id")).and_then(as_text)?;
+                        let v = o
+                            .get("VALUE")
+                            .or_else(|| o.get("value"))
+                            .and_then(as_text)?;
+                        Some((id, v))
+                    })
+                    .collect();
+                out.insert(name, options);
+            }
+        }
+        let out = Arc::new(out);
+        *cached = Some((out.clone(), refreshed_for));
+        Ok(out)
     }
 
     /// Names and e-mails. `crm.item.get` first; the legacy `crm.contact.get` when that answer has no
@@ -271,7 +284,34 @@ impl Crm {
             json!([format!("qr-{participant_id}.png"), b64]),
         );
         fields.insert("stageId".into(), json!(stage_id));
-        self.update(participant_id, Value::Object(fields)).await
+        let params = json!({"entityTypeId": self.participant_type, "id": participant_id,
+            "useOriginalUfNames": "Y", "fields": fields});
+        let result = self
+            .client
+            .result("crm.item.update", &params, Idempotent::Yes)
+            .await?;
+        self.check_kept(participant_id, &result);
+        Ok(())
+    }
+
+    /// The portal ignores unknown fields silently (API reference §2.4): when the updated item it
+    /// returns shows the QR field empty, the configured field code is probably wrong.
+    fn check_kept(&self, participant_id: u64, result: &Value) {
+        let item = &result["item"];
+        let qr = field(item, &self.fields.participant_qr);
+        let empty = |v: &Value| match v {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            _ => false,
+        };
+        if qr.is_some_and(empty) {
+            tracing::warn!(
+                participant_id,
+                field = %self.fields.participant_qr,
+                "Bitrix24 did not keep the QR file; check the field code"
+            );
+        }
     }
 
     /// `complete` for many participants in `batch` calls of up to 50 (and of bounded size: the
@@ -312,7 +352,15 @@ impl Crm {
             rest = later;
             let params = json!({"halt": 0, "cmd": cmd});
             match self.client.result("batch", &params, Idempotent::Yes).await {
-                Ok(result) => out.extend(chunk.iter().map(|(pid, _, _)| sub_result(&result, *pid))),
+                Ok(result) => {
+                    for (pid, _, _) in chunk {
+                        let r = sub_result(&result, *pid);
+                        if r.is_ok() {
+                            self.check_kept(*pid, &result["result"][format!("u{pid}")]);
+                        }
+                        out.push(r);
+                    }
+                }
                 Err(e) if e.is_temporary() => out.extend(chunk.iter().map(|_| Err(e.clone()))),
                 Err(e) => {
                     tracing::warn!(error = %e, "batch write refused; writing one by one");
@@ -365,15 +413,12 @@ impl Crm {
                 .iter()
                 .filter_map(|i| i.get("id").and_then(as_u64))
                 .collect();
-            let full = page.len() >= 50;
+            // Pages hold 50, but a short page is not taken as the end: only an empty one is.
             match page.iter().max() {
                 Some(max) if *max > last => last = *max,
                 _ => break,
             }
             ids.extend(page);
-            if !full {
-                break;
-            }
         }
         ids.sort_unstable();
         ids.dedup();
@@ -480,6 +525,11 @@ pub fn items_of(result: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Option id → text, per list field (by its original UF name).
+type FieldOptions = BTreeMap<String, BTreeMap<String, String>>;
+/// The options read, and the unknown option ids already re-read for.
+type OptionsCache = (Arc<FieldOptions>, BTreeSet<String>);
+
 /// A batch's own size limit is not documented (API reference §5); stay well below what a proxy
 /// in front of the portal is likely to accept.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
@@ -515,5 +565,39 @@ fn sub_result(result: &Value, pid: u64) -> Result<(), BitrixError> {
             status: 200,
             snippet: format!("no result for {key}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_is_never_taken_from_another_pipeline() {
+        let map = BTreeMap::from([(12, "DT1040_12:UC_SENT01".to_string())]);
+        assert_eq!(
+            Stages::target(&map, Some(12)).map(String::as_str),
+            Some("DT1040_12:UC_SENT01")
+        );
+        assert_eq!(Stages::target(&map, Some(14)), None);
+        assert_eq!(
+            Stages::target(&map, None).map(String::as_str),
+            Some("DT1040_12:UC_SENT01")
+        );
+    }
+
+    #[test]
+    fn each_batch_sub_call_is_judged_on_its_own() {
+        let answer = json!({"result": {"u1": {"item": {"id": 1}}, "u2": null},
+            "result_error": {"u3": {"error": "OPERATION_TIME_LIMIT", "error_description": "x"}}});
+        assert!(sub_result(&answer, 1).is_ok());
+        assert!(matches!(
+            sub_result(&answer, 2),
+            Err(BitrixError::Unexpected { .. })
+        ));
+        let limited = sub_result(&answer, 3).unwrap_err();
+        assert!(limited.is_transient());
+        let empty_groups = json!({"result": {"u4": {"item": {}}}, "result_error": []});
+        assert!(sub_result(&empty_groups, 4).is_ok());
     }
 }

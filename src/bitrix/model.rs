@@ -227,7 +227,16 @@ impl Contact {
                     })
                     .collect()
             })
-            .unwrap_or_default();
+            .unwrap_or_else(|| {
+                // Without `fm` only the flat helpers remain (first address of each kind); the
+                // caller asks `crm.contact.get` for the full list and uses these as a last resort.
+                ["emailMailing", "emailHome", "emailWork", "email"]
+                    .iter()
+                    .filter_map(|k| item.get(*k).and_then(Value::as_str))
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| (0, v.to_string()))
+                    .collect()
+            });
         Self {
             last_name: text("lastName"),
             first_name: text("name"),
@@ -329,6 +338,8 @@ mod tests {
         let c = Contact::from_legacy(&legacy);
         assert_eq!(c.emails.len(), 2);
         assert_eq!(c.last_name, "Петров");
-        assert!(!Contact::from_item(&json!({"name": "x", "email": "a@b.c"})).has_full_email_list);
+        let flat = Contact::from_item(&json!({"name": "x", "email": "a@b.c", "emailWork": ""}));
+        assert!(!flat.has_full_email_list);
+        assert_eq!(flat.emails, vec![(0, "a@b.c".to_string())], "a last resort");
     }
 }

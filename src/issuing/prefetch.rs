@@ -8,9 +8,8 @@ use crate::bitrix::{BitrixError, Contact, Crm, EventCard, Participant};
 
 #[derive(Default)]
 pub struct Prefetch {
-    /// `None`: not read in bulk. `Some`: read, and an absent id does not exist.
-    participants: Option<BTreeMap<u64, Participant>>,
-    events: Option<BTreeMap<u64, EventCard>>,
+    participants: BTreeMap<u64, Participant>,
+    events: BTreeMap<u64, EventCard>,
     contacts: BTreeMap<u64, Contact>,
 }
 
@@ -32,7 +31,7 @@ impl Prefetch {
             return p;
         }
         match crm.participants(participant_ids).await {
-            Ok(list) => p.participants = Some(list.into_iter().map(|x| (x.id, x)).collect()),
+            Ok(list) => p.participants = list.into_iter().map(|x| (x.id, x)).collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "bulk participant read failed; reading one by one");
                 return p;
@@ -40,8 +39,7 @@ impl Prefetch {
         }
         let all: Vec<&Participant> = p
             .participants
-            .iter()
-            .flat_map(|m| m.values())
+            .values()
             .filter(|x| needs_details(x))
             .collect();
         let mut event_ids: Vec<u64> = all.iter().filter_map(|x| x.event_id).collect();
@@ -52,7 +50,7 @@ impl Prefetch {
         contact_ids.dedup();
         let (events, contacts) = tokio::join!(crm.events(&event_ids), crm.contacts(&contact_ids));
         match events {
-            Ok(e) => p.events = Some(e),
+            Ok(e) => p.events = e,
             Err(e) => tracing::warn!(error = %e, "bulk event read failed"),
         }
         match contacts {
@@ -73,15 +71,17 @@ impl Prefetch {
         crm: &Crm,
         id: u64,
     ) -> Result<Option<Participant>, BitrixError> {
-        match &self.participants {
-            Some(m) => Ok(m.get(&id).cloned()),
+        // Missing from the bulk answer is read directly before it counts as deleted: a portal may
+        // page or filter a list differently than documented.
+        match self.participants.get(&id) {
+            Some(p) => Ok(Some(p.clone())),
             None => crm.participant(id).await,
         }
     }
 
     pub async fn event(&self, crm: &Crm, id: u64) -> Result<Option<EventCard>, BitrixError> {
-        match &self.events {
-            Some(m) => Ok(m.get(&id).cloned()),
+        match self.events.get(&id) {
+            Some(e) => Ok(Some(e.clone())),
             None => crm.event(id).await,
         }
     }

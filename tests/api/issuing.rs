@@ -366,3 +366,38 @@ async fn first_database_url(store: &certportal::store::Store) -> secrecy::Secret
         .to_string();
     secrecy::SecretString::from(format!("{base}/{name}"))
 }
+
+#[tokio::test]
+async fn a_template_option_added_after_start_up_is_found() {
+    let app = spawn_app_with(crate::helpers::quiet()).await;
+    app.sandbox.move_participant(100500, seed::STAGE_GENERATE);
+    app.issuer().hint(100500).await.unwrap();
+    app.issuer().try_execute_task("w").await.unwrap();
+    assert_eq!(app.sink.count(), 1, "the options were read");
+
+    // Staff add a list option and an event using it while the service runs.
+    app.sandbox.edit(|p| {
+        let items = p
+            .fields
+            .get_mut(&seed::EVENT_TYPE)
+            .and_then(|f| f["ufCrm19Template"]["items"].as_array_mut())
+            .expect("the template list field");
+        items.push(serde_json::json!({"ID": "52", "VALUE": "2026-Сертификат"}));
+        seed::add_event(
+            p,
+            &seed::NewEvent {
+                id: 8,
+                template: "52",
+                title: "День открытых дверей",
+                points: "3 балла",
+                letter: "Спасибо!",
+            },
+        );
+        seed::add_participant(p, 100600, 45, 8, None, seed::STAGE_GENERATE);
+    });
+    app.issuer().hint(100600).await.unwrap();
+    app.issuer().try_execute_task("w").await.unwrap();
+
+    assert_eq!(app.stage_of(100600), seed::STAGE_SENT);
+    assert_eq!(app.sink.count(), 2);
+}
