@@ -6,8 +6,10 @@ mod crm;
 mod limiter;
 pub mod model;
 mod operating;
+mod stages;
 
 pub use client::{BitrixClient, BitrixError, BitrixStats, Idempotent, parse_envelope};
-pub use crm::{CONTACT_TYPE, Crm, EventCard, StageError, Stages, items_of};
+pub use crm::{CONTACT_TYPE, Crm, EventCard, items_of};
 pub use limiter::LeakyBucket;
 pub use model::{Contact, Participant};
+pub use stages::{StageError, Stages};
