@@ -54,7 +54,15 @@ pub fn decode_qr(bytes: &[u8]) -> Result<String, DecodeError> {
             return Ok(text);
         }
     }
-    Err(DecodeError::NoQr)
+    // Last, light modules on dark (a phone's dark theme), at the cheapest useful size.
+    let factor = longest.div_ceil(1200).max(1);
+    let mut inverted = if factor == 1 {
+        gray
+    } else {
+        shrink(&gray, factor)
+    };
+    image::imageops::invert(&mut inverted);
+    read(inverted).ok_or(DecodeError::NoQr)
 }
 
 /// Averages `k`×`k` blocks: a fast, alias-free reduction by a whole factor.

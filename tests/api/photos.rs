@@ -1,5 +1,6 @@
-//! The QR decoder on generated photos: a certificate photographed whole, rotated, noisy, blurred,
-//! JPEG-compressed, and a small QR in a large frame.
+//! The QR decoder on generated photos: a certificate photographed whole, rotated, at an angle,
+//! noisy, blurred, dimly and unevenly lit, JPEG-compressed; a small QR in a large frame; a QR shown
+//! light on dark.
 
 use std::io::Cursor;
 
@@ -127,4 +128,54 @@ fn an_exif_rotated_jpeg_is_turned_upright_before_decoding() {
         .to_luma8();
     let sideways = image::imageops::rotate90(&qr);
     assert_eq!(decode_qr(&jpeg(&sideways, 85)).as_deref(), Ok("S.42.3"));
+}
+
+/// A photo taken at an angle: the far edge of the page shrinks (a keystone warp).
+fn keystone(img: &GrayImage, squeeze: f32) -> GrayImage {
+    let (w, h) = img.dimensions();
+    GrayImage::from_fn(w, h, |x, y| {
+        // Row y is narrowed by up to `squeeze` of the width towards the top.
+        let t = 1.0 - y as f32 / h as f32;
+        let scale = 1.0 - squeeze * t;
+        let cx = w as f32 / 2.0;
+        let sx = cx + (x as f32 - cx) / scale;
+        let sy = y as f32 * (1.0 - 0.25 * squeeze * t);
+        if sx >= 0.0 && (sx as u32) < w && (sy as u32) < h {
+            *img.get_pixel(sx as u32, sy as u32)
+        } else {
+            Luma([90])
+        }
+    })
+}
+
+/// Dim, low-contrast light falling off across the frame, as under a desk lamp.
+fn uneven_light(img: &GrayImage) -> GrayImage {
+    let (w, h) = img.dimensions();
+    GrayImage::from_fn(w, h, |x, y| {
+        let v = f32::from(img.get_pixel(x, y).0[0]);
+        let light = 0.35 + 0.55 * (x as f32 / w as f32) * (0.5 + 0.5 * y as f32 / h as f32);
+        Luma([(40.0 + v * 0.6 * light) as u8])
+    })
+}
+
+#[test]
+fn a_page_photographed_at_an_angle_decodes() {
+    let photo = noisy(&keystone(&page_at(200), 0.3), 30, 5);
+    assert_eq!(decode_qr(&jpeg(&photo, 70)).as_deref(), Ok("S.100500.7"));
+}
+
+#[test]
+fn a_dim_unevenly_lit_photo_decodes() {
+    let photo = noisy(&uneven_light(&page_at(200)), 20, 9);
+    assert_eq!(decode_qr(&jpeg(&photo, 70)).as_deref(), Ok("S.100500.7"));
+}
+
+#[test]
+fn a_qr_shown_light_on_dark_decodes() {
+    let qr = image::load_from_memory(&QrMatrix::encode("S.7.5").to_png(8))
+        .unwrap()
+        .to_luma8();
+    let mut inverted = qr.clone();
+    image::imageops::invert(&mut inverted);
+    assert_eq!(decode_qr(&png(&inverted)).as_deref(), Ok("S.7.5"));
 }
