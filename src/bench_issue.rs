@@ -91,7 +91,15 @@ pub async fn run(participants: u64, batch_size: usize) -> anyhow::Result<IssueFi
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let requests = sandbox.requests().len() - before;
+    let log = sandbox.requests();
+    let requests = log.len() - before;
+    if std::env::var_os("BENCH_BREAKDOWN").is_some() {
+        let mut by_method = std::collections::BTreeMap::new();
+        for r in &log[before..] {
+            *by_method.entry((r.method.clone(), r.status)).or_insert(0) += 1;
+        }
+        eprintln!("requests by method and status: {by_method:?}");
+    }
     let sent = sink.count();
     anyhow::ensure!(
         sent as u64 == participants,
