@@ -33,9 +33,9 @@ enum Command {
     Serve,
     /// Everything with embedded defaults: sandbox portal, SMTP sink, SQLite.
     Demo {
-        /// Where the demo's web server listens.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        bind: String,
+        /// Where the demo's web server listens (default: CERTPORTAL_BIND, else 127.0.0.1:8080).
+        #[arg(long)]
+        bind: Option<String>,
         /// Port of the sandbox portal's pages (0 picks one).
         #[arg(long, default_value_t = 8081)]
         sandbox_port: u16,
@@ -116,7 +116,10 @@ pub async fn run() -> ExitCode {
             bind,
             sandbox_port,
             dir,
-        } => crate::demo::run(settings.clone(), &bind, sandbox_port, &dir).await,
+        } => {
+            let bind = bind.unwrap_or_else(|| settings.bind.clone());
+            crate::demo::run(settings.clone(), &bind, sandbox_port, &dir).await
+        }
         Command::Render(args) => render(&settings, args),
         Command::Config => {
             print!("{}", settings.redacted());

@@ -173,11 +173,17 @@ fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
 impl Settings {
     pub fn load(src: &Source) -> Result<Self, ConfigError> {
         let bind = src.string("CERTPORTAL_BIND", "127.0.0.1:8080");
-        bind.parse::<SocketAddr>()
-            .map_err(|_| ConfigError::Invalid {
+        // A host name (localhost:8080) is as good as an address; the port must be there.
+        let valid = bind.parse::<SocketAddr>().is_ok()
+            || bind
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !valid {
+            return Err(ConfigError::Invalid {
                 var: "CERTPORTAL_BIND",
                 message: format!("expected host:port such as 127.0.0.1:8080, got {bind:?}"),
-            })?;
+            });
+        }
         let database_url = src.string("DATABASE_URL", "sqlite://certportal.db");
         if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
             return Err(ConfigError::Invalid {
@@ -491,6 +497,7 @@ mod tests {
     fn a_bad_value_names_its_variable() {
         for (var, value) in [
             ("CERTPORTAL_BIND", "nowhere"),
+            ("CERTPORTAL_BIND", "localhost:http"),
             ("BITRIX_PARTICIPANT_TYPE_ID", "20"),
             ("BITRIX_RATE", "fast"),
             ("LOG_FORMAT", "xml"),
@@ -501,6 +508,15 @@ mod tests {
             let err = load(&[(var, value)]).unwrap_err().to_string();
             assert!(err.starts_with(var), "{var}: {err}");
         }
+    }
+
+    #[test]
+    fn a_host_name_may_be_bound() {
+        assert_eq!(
+            load(&[("CERTPORTAL_BIND", "localhost:8080")]).unwrap().bind,
+            "localhost:8080"
+        );
+        assert!(load(&[("CERTPORTAL_BIND", "[::1]:8080")]).is_ok());
     }
 
     #[test]

@@ -77,9 +77,9 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
             &[(String::new(), b.limit_hits.load(Ordering::Relaxed) as f64)],
         );
         metric(
-            "certportal_bitrix_request_seconds_sum",
+            "certportal_bitrix_request_seconds_total",
             "counter",
-            "Time spent in Bitrix24 requests.",
+            "Time spent in Bitrix24 requests (divide by the request count for the mean latency).",
             &[(
                 String::new(),
                 b.latency_micros.load(Ordering::Relaxed) as f64 / 1e6,

@@ -244,11 +244,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/verify", web::get().to(verify::pages::verify_get))
         .route("/verify", web::post().to(verify::pages::verify_post))
         .route(
-            "/api/v1/certificates/{code}",
+            "/api/v1/certificates/{code:.*}",
             web::get().to(verify::api::certificate),
         )
         .route(
-            "/api/v1/certificates/{code}",
+            "/api/v1/certificates/{code:.*}",
             web::method(actix_web::http::Method::OPTIONS).to(verify::api::preflight),
         );
 }

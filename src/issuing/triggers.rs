@@ -107,8 +107,10 @@ pub async fn events(
     let event = get(&pairs, "event")
         .unwrap_or_default()
         .to_ascii_uppercase();
-    let entity_type =
-        get(&pairs, "data[FIELDS][ENTITY_TYPE_ID]").and_then(|v| v.trim().parse::<u32>().ok());
+    // Per-type event names (`ONCRMDYNAMICITEMUPDATE_1040`) carry the type when the field does not.
+    let entity_type = get(&pairs, "data[FIELDS][ENTITY_TYPE_ID]")
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .or_else(|| event.rsplit_once('_').and_then(|(_, t)| t.parse().ok()));
     let id = get(&pairs, "data[FIELDS][ID]").and_then(|v| v.trim().parse::<u64>().ok());
     let ours = state.settings.bitrix.participant_type_id;
     let relevant =

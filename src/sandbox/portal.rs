@@ -72,8 +72,12 @@ fn param_u64(p: &Value, key: &str) -> Option<u64> {
     p.get(key).and_then(as_u64)
 }
 
+/// Portal time carries the portal's offset (Moscow here), as the real API does.
 fn now_iso() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+    let msk = chrono::FixedOffset::east_opt(3 * 3600).expect("a valid offset");
+    chrono::Utc::now()
+        .with_timezone(&msk)
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
 }
 
 impl Portal {

@@ -53,8 +53,11 @@ impl Store {
         sqlx::any::install_default_drivers();
         let raw = url.expose_secret();
         let (backend, url) = if raw.starts_with("sqlite:") {
-            let with_mode = if raw.contains('?') || raw.contains(":memory:") {
+            // Create the file if missing, whatever other options the URL carries.
+            let with_mode = if raw.contains("mode=") || raw.contains(":memory:") {
                 raw.to_string()
+            } else if raw.contains('?') {
+                format!("{raw}&mode=rwc")
             } else {
                 format!("{raw}?mode=rwc")
             };

@@ -443,7 +443,14 @@ impl Verifier {
             event: event.title.clone().unwrap_or_default(),
             points: points.value(),
             points_text: points.text().to_string(),
-            issued_at: None,
+            // Issued before certportal: the move into «Выслан файл» is the issue date.
+            issued_at: self
+                .stages
+                .sent
+                .values()
+                .any(|s| *s == p.stage_id)
+                .then(|| utc_timestamp(&p.moved_time))
+                .flatten(),
         })
     }
 }
@@ -453,4 +460,14 @@ fn effective_points(p: &Participant, event: Option<&EventCard>) -> Option<Points
         Some(a) => Points::parse(a).ok(),
         None => event?.points.as_deref().and_then(|t| Points::parse(t).ok()),
     }
+}
+
+/// A portal timestamp (`2026-12-04T13:00:00+03:00`) as the API's UTC form (`2026-12-04T10:00:00Z`).
+fn utc_timestamp(portal: &str) -> Option<String> {
+    chrono::DateTime::parse_from_rfc3339(portal.trim())
+        .ok()
+        .map(|d| {
+            d.with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
 }

@@ -61,6 +61,23 @@ async fn a_valid_event_queues_one_job_for_its_participant() {
 }
 
 #[tokio::test]
+async fn a_per_type_event_name_carries_the_entity_type() {
+    let app = spawn_app_with(quiet()).await;
+    let event = format!("ONCRMDYNAMICITEMUPDATE_{}", seed::PARTICIPANT_TYPE);
+    let r = app
+        .post_event(&[
+            ("event", event.as_str()),
+            ("data[FIELDS][ID]", "100500"),
+            ("auth[application_token]", APP_TOKEN),
+        ])
+        .await;
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["status"],
+        "queued"
+    );
+}
+
+#[tokio::test]
 async fn the_robot_needs_its_key_and_accepts_both_id_forms() {
     let app = spawn_app_with(quiet()).await;
     let url = format!("{}/bitrix/robot", app.address);

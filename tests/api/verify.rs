@@ -109,6 +109,21 @@ async fn a_certificate_issued_before_certportal_is_authentic_from_the_crm() {
     let (_, v) = app.verify_api("S.100503.10").await;
     assert_eq!(v["status"], "authentic", "{v}");
     assert_eq!(v["certificate"]["holder"], "Кузнецова М. А.");
+    // The issue date is the move into «Выслан файл», in UTC.
+    let moved = app
+        .sandbox
+        .portal()
+        .item(seed::PARTICIPANT_TYPE, 100503)
+        .unwrap()["movedTime"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let expected = chrono::DateTime::parse_from_rfc3339(&moved)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(v["certificate"]["issued_at"], expected.as_str(), "{v}");
+    assert!(expected.ends_with('Z'));
 }
 
 #[tokio::test]
@@ -168,7 +183,15 @@ async fn a_crm_that_cannot_be_reached_means_unavailable_never_fake() {
 #[tokio::test]
 async fn malformed_codes_get_a_400_with_a_reason() {
     let app = spawn_app_with(quiet()).await;
-    for code in ["X.1.2", "S.01.2", "S.1", "hello"] {
+    for code in [
+        "X.1.2",
+        "S.01.2",
+        "S.1",
+        "hello",
+        "",
+        "S.1/2",
+        "S.1.2/extra",
+    ] {
         let (status, v) = app.verify_api(code).await;
         assert_eq!(status, 400, "{code}");
         assert_eq!(v["error"], "malformed_code");
