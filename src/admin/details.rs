@@ -22,6 +22,32 @@ struct EventRow {
     message: String,
 }
 
+/// The job history's step names, as staff read them.
+fn step_label(step: &str) -> String {
+    match step {
+        "read" => "чтение из CRM",
+        "mail" => "письмо",
+        "crm" => "запись в CRM",
+        "retry" => "повтор",
+        "problem" => "проблема",
+        other => other,
+    }
+    .to_string()
+}
+
+fn outcome_label(outcome: &str) -> String {
+    match outcome {
+        "ok" => "успешно",
+        "error" => "ошибка",
+        "ignored" => "пропущено",
+        "postponed" => "отложено",
+        "resumed" => "продолжено",
+        "problem" => "проблема",
+        other => other,
+    }
+    .to_string()
+}
+
 #[derive(Template)]
 #[template(path = "admin/certificate.html")]
 struct DetailPage {
@@ -40,6 +66,17 @@ struct DetailPage {
 impl AuditEntry {
     pub fn at_text(&self) -> String {
         format_ms(Some(self.at))
+    }
+
+    /// The action as staff read it (the log keeps the stable code).
+    pub fn action_text(&self) -> &str {
+        match self.action.as_str() {
+            "resend" => "повторная отправка",
+            "reissue" => "повторная выдача",
+            "revoke" => "аннулирование",
+            "unrevoke" => "отмена аннулирования",
+            other => other,
+        }
     }
 }
 
@@ -111,8 +148,8 @@ pub async fn show(
             .into_iter()
             .map(|e| EventRow {
                 at: format_ms(Some(e.at)),
-                step: e.step,
-                outcome: e.outcome,
+                step: step_label(&e.step),
+                outcome: outcome_label(&e.outcome),
                 message: e.message,
             })
             .collect(),

@@ -378,7 +378,14 @@ async fn resend_sends_one_email_to_the_latest_address_and_is_audited() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("staff: resend"), "audit entry shown");
+    assert!(
+        page.contains("staff: повторная отправка"),
+        "audit entry shown"
+    );
+    assert!(
+        page.contains("<td>письмо</td><td>успешно</td>"),
+        "the job history reads in Russian"
+    );
     let pdf = c
         .get(format!(
             "{}/admin/certificates/100501/certificate.pdf",
