@@ -77,7 +77,7 @@ impl Application {
         let settings = Arc::new(settings);
         let verifier = Verifier::new(
             store.clone(),
-            issuer.as_ref().map(|i| i.crm.clone()),
+            issuer.as_ref().map(|i| i.crm.impatient()),
             issuer
                 .as_ref()
                 .map(|i| i.stages.clone())

@@ -152,6 +152,7 @@ pub struct BitrixClient {
     operating: Arc<OperatingLimits>,
     stats: Arc<BitrixStats>,
     max_retries: u32,
+    max_inline_wait: Duration,
 }
 
 impl std::fmt::Debug for BitrixClient {
@@ -185,7 +186,27 @@ impl BitrixClient {
             operating: Arc::default(),
             stats: Arc::new(BitrixStats::default()),
             max_retries: 4,
+            max_inline_wait: MAX_INLINE_WAIT,
         })
+    }
+
+    /// The same client (limits, budget, counters shared) that never sleeps for a blocked method:
+    /// for a visitor waiting on a page.
+    pub fn impatient(&self) -> Self {
+        Self {
+            max_inline_wait: Duration::ZERO,
+            ..self.clone()
+        }
+    }
+
+    /// Records that the portal refused `method` for its time limit (e.g. inside a `batch`) and
+    /// returns the error that makes work wait for the window.
+    pub fn blocked(&self, method: &str) -> BitrixError {
+        self.stats.limit_hits.fetch_add(1, Ordering::Relaxed);
+        BitrixError::Blocked {
+            method: method.to_string(),
+            until: self.operating.block(method),
+        }
     }
 
     pub fn stats(&self) -> &BitrixStats {
@@ -201,9 +222,9 @@ impl BitrixClient {
     ) -> Result<Value, BitrixError> {
         let mut attempt = 0;
         loop {
-            if let Some(until) = self.operating.blocked_until(method) {
+            if let Some(until) = self.operating.blocked_until_call(method, params) {
                 let wait = until.duration_since(SystemTime::now()).unwrap_or_default();
-                if wait > MAX_INLINE_WAIT {
+                if wait > self.max_inline_wait {
                     return Err(BitrixError::Blocked {
                         method: method.to_string(),
                         until,

@@ -60,6 +60,15 @@ impl Crm {
         }
     }
 
+    /// The same operations for a visitor waiting on a page: a method blocked by the portal's time
+    /// limit fails at once instead of being waited for.
+    pub fn impatient(&self) -> Self {
+        Self {
+            client: self.client.impatient(),
+            ..self.clone()
+        }
+    }
+
     pub fn participant_from(&self, item: &Value) -> Option<Participant> {
         Participant::from_item(
             item,
@@ -165,15 +174,20 @@ impl Crm {
         &self,
         missing: Option<&str>,
     ) -> Result<Arc<FieldOptions>, BitrixError> {
-        let mut cached = self.event_field_options.lock().await;
         let mut refreshed_for = BTreeSet::new();
-        if let Some((options, tried)) = cached.as_mut() {
-            match missing {
-                Some(id) if tried.insert(id.to_string()) => {}
-                _ => return Ok(options.clone()),
+        {
+            let cached = self.event_field_options.lock().await;
+            if let Some((options, tried)) = cached.as_ref() {
+                match missing {
+                    Some(id) if !tried.contains(id) => {
+                        refreshed_for = tried.clone();
+                        refreshed_for.insert(id.to_string());
+                    }
+                    _ => return Ok(options.clone()),
+                }
             }
-            refreshed_for = std::mem::take(tried);
         }
+        // Read without holding the lock: a slow portal must not stall every other event read.
         let params = json!({"entityTypeId": self.event_type, "useOriginalUfNames": "Y"});
         let result = self
             .client
@@ -205,7 +219,7 @@ impl Crm {
             }
         }
         let out = Arc::new(out);
-        *cached = Some((out.clone(), refreshed_for));
+        *self.event_field_options.lock().await = Some((out.clone(), refreshed_for));
         Ok(out)
     }
 
@@ -320,7 +334,13 @@ impl Crm {
             match self.client.result("batch", &params, Idempotent::Yes).await {
                 Ok(result) => {
                     for (pid, _, _) in chunk {
-                        let r = sub_result(&result, *pid);
+                        let r = match sub_result(&result, *pid) {
+                            // The command's method is out of time: wait for its window.
+                            Err(e) if e.code() == Some("OPERATION_TIME_LIMIT") => {
+                                Err(self.client.blocked("crm.item.update"))
+                            }
+                            r => r,
+                        };
                         if r.is_ok() {
                             self.check_kept(*pid, &result["result"][format!("u{pid}")]);
                         }

@@ -25,6 +25,15 @@ struct Window {
     blocked_until: Option<SystemTime>,
 }
 
+impl Window {
+    /// Answers arrive out of order: a block only ever grows.
+    fn extend_block(&mut self, until: SystemTime) -> SystemTime {
+        let until = self.blocked_until.map_or(until, |b| b.max(until));
+        self.blocked_until = Some(until);
+        until
+    }
+}
+
 /// What this process knows about each method's window, shared by all its Bitrix24 calls.
 #[derive(Debug, Default)]
 pub struct OperatingLimits {
@@ -51,7 +60,7 @@ impl OperatingLimits {
                 operating = used,
                 "method time near the portal's limit; pausing {pause:?}"
             );
-            w.blocked_until = Some(now + pause);
+            w.extend_block(now + pause);
         }
     }
 
@@ -81,8 +90,7 @@ impl OperatingLimits {
         };
         // The known reset has been used up; a second 429 falls back to the default.
         w.reset_at = None;
-        w.blocked_until = Some(until);
-        until
+        w.extend_block(until)
     }
 
     /// When `method` may be called again, if it is blocked now.
@@ -92,6 +100,21 @@ impl OperatingLimits {
             .get(method)
             .and_then(|w| w.blocked_until)
             .filter(|until| *until > SystemTime::now())
+    }
+
+    /// For a `batch`, the latest block among the methods its commands call.
+    pub fn blocked_until_call(&self, method: &str, params: &Value) -> Option<SystemTime> {
+        let own = self.blocked_until(method);
+        if method != "batch" {
+            return own;
+        }
+        let inner = params["cmd"]
+            .as_object()
+            .into_iter()
+            .flat_map(|cmds| cmds.values())
+            .filter_map(Value::as_str)
+            .filter_map(|cmd| self.blocked_until(cmd.split_once('?').map_or(cmd, |(m, _)| m)));
+        own.into_iter().chain(inner).max()
     }
 }
 
@@ -183,5 +206,22 @@ mod tests {
         assert!(limits.blocked_until("batch").is_none());
         let until = limits.block("crm.timeline.comment.add");
         assert!((58.0..=61.0).contains(&in_secs(until)));
+        // A later batch of the blocked command waits for it.
+        assert_eq!(limits.blocked_until_call("batch", &params), Some(until));
+    }
+
+    #[test]
+    fn a_later_answer_never_shortens_a_block() {
+        let limits = OperatingLimits::default();
+        let reset = unix_now() + 300.0;
+        limits.observe("crm.item.get", &json!({"operating_reset_at": reset}));
+        let long = limits.block("crm.item.get");
+        // A second 429 (reset now unknown) and a late answer near the limit.
+        assert_eq!(limits.block("crm.item.get"), long);
+        limits.observe(
+            "crm.item.get",
+            &json!({"operating": 470, "operating_reset_at": reset}),
+        );
+        assert_eq!(limits.blocked_until("crm.item.get"), Some(long));
     }
 }

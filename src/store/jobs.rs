@@ -28,10 +28,10 @@ impl JobKind {
         }
     }
     fn parse(s: &str) -> Self {
-        if s == "resend" {
-            Self::Resend
-        } else {
-            Self::Issue
+        match s {
+            "resend" => Self::Resend,
+            "reissue" => Self::Reissue,
+            _ => Self::Issue,
         }
     }
 }
@@ -92,7 +92,13 @@ pub struct Progress {
     /// The problem comment was added (comments are not idempotent, so never twice).
     #[serde(default)]
     pub problem_commented: bool,
+    /// How many times a later job took this stage entry over after a failure.
+    #[serde(default)]
+    pub resumed: u32,
 }
+
+/// A stage entry whose jobs keep failing is taken over this many times, then left to staff.
+const MAX_RESUMES: u32 = 3;
 
 /// What binding a job to a stage entry found.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,44 +205,70 @@ impl Store {
         .bind(claimed.job.id)
         .fetch_optional(self.pool())
         .await?;
-        let mut inherited = None;
-        if let Some(row) = holder {
-            let state: String = row.try_get("state")?;
-            if JobState::parse(&state) != JobState::Failed {
-                return Ok(StageEntry::Served);
-            }
-            let old_id: i64 = row.try_get("id")?;
-            let progress: String = row.try_get("progress")?;
-            // Free the key, once: of two jobs racing for the same failed entry, one resumes it.
-            let freed = sqlx::query(
+        let Some(row) = holder else {
+            // The unique key still guards the race between two instances reading the same entry.
+            let result = sqlx::query(
                 "UPDATE jobs SET dedupe_key = $1, updated_at = $2 \
-                 WHERE id = $3 AND state = 'failed' AND dedupe_key = $4",
+                 WHERE id = $3 AND leased_by = $4 AND state = 'running'",
             )
-            .bind(format!("{key}~{}", claimed.job.id))
-            .bind(now_ms())
-            .bind(old_id)
             .bind(key)
+            .bind(now_ms())
+            .bind(claimed.job.id)
+            .bind(&claimed.worker)
             .execute(self.pool())
-            .await
-            .context("failed to take over the failed job's stage entry")?;
-            if freed.rows_affected() != 1 {
-                return Ok(StageEntry::Served);
-            }
-            inherited = Some(serde_json::from_str::<Progress>(&progress).unwrap_or_default());
+            .await;
+            return match result {
+                Ok(done) if done.rows_affected() == 1 => Ok(StageEntry::New),
+                Ok(_) => Ok(StageEntry::Served),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(StageEntry::Served),
+                Err(e) => Err(e).context("failed to bind the job to its stage entry"),
+            };
+        };
+        let state: String = row.try_get("state")?;
+        let mut progress: Progress =
+            serde_json::from_str(&row.try_get::<String, _>("progress")?).unwrap_or_default();
+        if JobState::parse(&state) != JobState::Failed || progress.resumed >= MAX_RESUMES {
+            return Ok(StageEntry::Served);
         }
-        // The unique key still guards the race between two instances reading the same entry.
-        let result = sqlx::query(
-            "UPDATE jobs SET dedupe_key = $1, updated_at = $2 WHERE id = $3 AND leased_by = $4",
+        let old_id: i64 = row.try_get("id")?;
+        progress.resumed += 1;
+        progress.confirmed = true;
+        // A new problem deserves its own comment.
+        progress.problem_commented = false;
+        // Both rows change together or not at all: the key moves with the progress (an e-mail
+        // already sent stays sent), and of two jobs racing for the entry exactly one gets it.
+        let mut tx = self.pool().begin().await?;
+        let freed = sqlx::query(
+            "UPDATE jobs SET dedupe_key = $1, updated_at = $2 \
+             WHERE id = $3 AND state = 'failed' AND dedupe_key = $4",
+        )
+        .bind(format!("{key}~{}", claimed.job.id))
+        .bind(now_ms())
+        .bind(old_id)
+        .bind(key)
+        .execute(&mut *tx)
+        .await
+        .context("failed to take over the failed job's stage entry")?;
+        if freed.rows_affected() != 1 {
+            return Ok(StageEntry::Served);
+        }
+        let bound = sqlx::query(
+            "UPDATE jobs SET dedupe_key = $1, progress = $2, updated_at = $3 \
+             WHERE id = $4 AND leased_by = $5 AND state = 'running'",
         )
         .bind(key)
+        .bind(serde_json::to_string(&progress)?)
         .bind(now_ms())
         .bind(claimed.job.id)
         .bind(&claimed.worker)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await;
-        match result {
+        match bound {
             Ok(done) if done.rows_affected() == 1 => {
-                Ok(inherited.map_or(StageEntry::New, StageEntry::Resumed))
+                tx.commit()
+                    .await
+                    .context("failed to take over the stage entry")?;
+                Ok(StageEntry::Resumed(progress))
             }
             Ok(_) => Ok(StageEntry::Served),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(StageEntry::Served),

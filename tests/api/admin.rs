@@ -455,3 +455,33 @@ async fn metrics_need_the_token_and_count_what_happened() {
     assert!(text.contains("certportal_queue_depth 0"), "{text}");
     assert!(!text.contains("metrics-secret"));
 }
+
+#[tokio::test]
+async fn reissuing_runs_the_whole_pipeline_again_for_a_sent_certificate() {
+    let app = app(2).await;
+    app.sandbox.move_participant(100500, seed::STAGE_GENERATE);
+    app.wait_for_mail(1, Duration::from_secs(20)).await;
+    assert_eq!(app.stage_of(100500), seed::STAGE_SENT);
+    // Staff corrected the surname in the CRM and issue again.
+    app.sandbox.edit(|p| {
+        if let Some(c) = p.item_mut(certportal::sandbox::CONTACT, 45) {
+            c.insert("lastName".into(), "Иванова-Петрова".into());
+        }
+    });
+    let (c, csrf) = sign_in(&app).await;
+    let r = c
+        .post(format!("{}/admin/certificates/100500/reissue", app.address))
+        .form(&[("csrf", csrf.as_str()), ("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let mails = app.wait_for_mail(2, Duration::from_secs(20)).await;
+    assert_eq!(mails.len(), 2);
+    let pdf = crate::helpers::parse_mail(&mails[1]).pdf;
+    assert!(crate::helpers::pdf_text(&pdf).contains("Иванова-Петрова"));
+    app.settle().await;
+    assert_eq!(app.stage_of(100500), seed::STAGE_SENT);
+    let record = app.store.certificate(100500).await.unwrap().unwrap();
+    assert_eq!(record.snapshot.last_name, "Иванова-Петрова");
+}

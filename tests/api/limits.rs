@@ -102,3 +102,35 @@ async fn a_long_block_postpones_the_job_without_spending_an_attempt_or_a_request
     assert_eq!(gets(&app).len(), before);
     assert_eq!(gets(&app).iter().filter(|(_, s)| *s == 429).count(), 1);
 }
+
+#[tokio::test]
+async fn a_batched_write_out_of_method_time_waits_for_the_window_without_a_second_email() {
+    let app = spawn_app_with(quiet()).await;
+    app.sandbox.set_operating(10.0, Duration::from_secs(2));
+    for id in [100500, 100501] {
+        app.sandbox.move_participant(id, seed::STAGE_GENERATE);
+        app.issuer().hint(id).await.unwrap();
+    }
+    // Inside the batch, the first update is refused for the method's time limit.
+    app.sandbox
+        .inject(Some("crm.item.update"), 1, FaultKind::OperatingLimit);
+    app.issuer().try_execute_batch("w").await.unwrap();
+    assert_eq!(app.sink.count(), 2);
+    let queued = app
+        .store
+        .jobs_in_states(&[JobState::Queued], 10)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1, "only the refused write waits");
+    assert_eq!(
+        queued[0].attempts, 0,
+        "waiting for the window spends no attempt"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    app.issuer().try_execute_batch("w").await.unwrap();
+    for id in [100500, 100501] {
+        assert_eq!(app.stage_of(id), seed::STAGE_SENT, "{id}");
+    }
+    assert_eq!(app.sink.count(), 2, "no second e-mail");
+}

@@ -45,6 +45,8 @@ both_backends!(
     a_job_is_leased_by_one_worker_and_taken_again_after_its_lease,
     a_stage_entry_is_bound_to_one_job_only,
     a_failed_stage_entry_is_resumed_once_with_its_progress,
+    an_entry_that_keeps_failing_is_left_to_staff_after_three_takeovers,
+    a_reissue_job_is_read_back_as_a_reissue,
     progress_survives_and_a_lost_lease_refuses_writes,
     certificates_are_recorded_sent_and_revoked,
     admin_passwords_are_checked_against_argon2_hashes,
@@ -138,6 +140,37 @@ async fn a_failed_stage_entry_is_resumed_once_with_its_progress(db: Db) {
         StageEntry::Served,
         "resumed once, then served"
     );
+}
+
+async fn an_entry_that_keeps_failing_is_left_to_staff_after_three_takeovers(db: Db) {
+    let (s, _d) = store(db).await;
+    let mut takeovers = 0;
+    for _ in 0..6 {
+        s.enqueue(100, JobKind::Issue).await.unwrap();
+        let mut job = s.claim_jobs("w1", 1, 60_000).await.unwrap().remove(0);
+        match s.bind_stage_entry(&job, "stage@t1").await.unwrap() {
+            StageEntry::New => {}
+            StageEntry::Resumed(p) => {
+                takeovers += 1;
+                assert!(!p.problem_commented, "a new problem gets its own comment");
+                job.job.progress = p;
+            }
+            StageEntry::Served => break,
+        }
+        job.job.progress.problem_commented = true;
+        assert!(s.save_progress(&job, 60_000).await.unwrap());
+        s.finish_job(&job, JobState::Failed, Some("down"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(takeovers, 3);
+}
+
+async fn a_reissue_job_is_read_back_as_a_reissue(db: Db) {
+    let (s, _d) = store(db).await;
+    s.enqueue(100, JobKind::Reissue).await.unwrap();
+    let job = s.claim_jobs("w1", 1, 60_000).await.unwrap().remove(0);
+    assert_eq!(job.job.kind, JobKind::Reissue);
 }
 
 async fn progress_survives_and_a_lost_lease_refuses_writes(db: Db) {
