@@ -1,7 +1,8 @@
 //! The CRM operations certportal performs, in the portal's vocabulary (API reference §9).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -27,7 +28,13 @@ pub struct Crm {
     pub fields: Arc<FieldCodes>,
     /// List-field option texts of the event type, and the unknown option ids already re-read for.
     event_field_options: Arc<tokio::sync::Mutex<Option<OptionsCache>>>,
+    /// Event cards read in bulk, kept for `EVENT_TTL`.
+    recent_events: Arc<std::sync::Mutex<HashMap<u64, (Instant, EventCard)>>>,
 }
+
+/// Hundreds of participants of one event are issued in several batches: the event is read once for
+/// them, and an edit to the event card is seen within this long.
+const EVENT_TTL: Duration = Duration::from_secs(30);
 
 pub const CONTACT_TYPE: u32 = 3;
 
@@ -44,6 +51,7 @@ impl Crm {
             event_type,
             fields: Arc::new(fields),
             event_field_options: Arc::default(),
+            recent_events: Arc::default(),
         }
     }
 
@@ -106,14 +114,34 @@ impl Crm {
         }
     }
 
-    /// Events by id in one `crm.item.list` call (up to 50 ids); absent ids do not exist.
+    /// Events by id: the ones read in the last `EVENT_TTL` from memory, the rest in one
+    /// `crm.item.list` call (up to 50 ids); absent ids do not exist.
     pub async fn events(&self, ids: &[u64]) -> Result<BTreeMap<u64, EventCard>, BitrixError> {
-        let items = self.list_by_ids(self.event_type, ids).await?;
         let mut out = BTreeMap::new();
+        let mut missing = Vec::new();
+        {
+            let recent = self.recent_events.lock().expect("event cache lock");
+            for id in ids {
+                match recent.get(id) {
+                    Some((at, card)) if at.elapsed() < EVENT_TTL => {
+                        out.insert(*id, card.clone());
+                    }
+                    _ => missing.push(*id),
+                }
+            }
+        }
+        let items = self.list_by_ids(self.event_type, &missing).await?;
+        let mut fresh = Vec::new();
         for item in items {
             if let Some(id) = item.get("id").and_then(as_u64) {
-                out.insert(id, self.event_from(id, &item).await?);
+                fresh.push((id, self.event_from(id, &item).await?));
             }
+        }
+        let mut recent = self.recent_events.lock().expect("event cache lock");
+        recent.retain(|_, (at, _)| at.elapsed() < EVENT_TTL);
+        for (id, card) in fresh {
+            recent.insert(id, (Instant::now(), card.clone()));
+            out.insert(id, card);
         }
         Ok(out)
     }
