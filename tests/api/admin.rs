@@ -75,6 +75,27 @@ async fn sign_in(app: &TestApp) -> (reqwest::Client, String) {
     (c, csrf)
 }
 
+/// Posts a confirmed console action on certificate `number` (extra form fields appended).
+async fn act(
+    app: &TestApp,
+    c: &reqwest::Client,
+    csrf: &str,
+    number: u64,
+    action: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = vec![("csrf", csrf), ("confirm", "yes")];
+    form.extend_from_slice(extra);
+    c.post(format!(
+        "{}/admin/certificates/{number}/{action}",
+        app.address
+    ))
+    .form(&form)
+    .send()
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn anonymous_access_is_refused_on_every_admin_route() {
     let app = app(0).await;
@@ -359,12 +380,7 @@ async fn resend_sends_one_email_to_the_latest_address_and_is_audited() {
             .push((999, "dmitry.new@example.org".into()))
     });
     let (c, csrf) = sign_in(&app).await;
-    let r = c
-        .post(format!("{}/admin/certificates/100501/resend", app.address))
-        .form(&[("csrf", csrf.as_str()), ("confirm", "yes")])
-        .send()
-        .await
-        .unwrap();
+    let r = act(&app, &c, &csrf, 100501, "resend", &[]).await;
     assert_eq!(r.status(), 303);
     let mails = app.wait_for_mail(2, Duration::from_secs(20)).await;
     assert_eq!(mails.len(), 2);
@@ -409,27 +425,10 @@ async fn revoking_flips_the_public_verdict_and_unrevoking_restores_it() {
     };
     assert_eq!(verdict().await, "authentic");
     let (c, csrf) = sign_in(&app).await;
-    let r = c
-        .post(format!("{}/admin/certificates/100500/revoke", app.address))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("confirm", "yes"),
-            ("reason", "дубликат"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = act(&app, &c, &csrf, 100500, "revoke", &[("reason", "дубликат")]).await;
     assert_eq!(r.status(), 303);
     assert_eq!(verdict().await, "not_authentic");
-    let r = c
-        .post(format!(
-            "{}/admin/certificates/100500/unrevoke",
-            app.address
-        ))
-        .form(&[("csrf", csrf.as_str()), ("confirm", "yes")])
-        .send()
-        .await
-        .unwrap();
+    let r = act(&app, &c, &csrf, 100500, "unrevoke", &[]).await;
     assert_eq!(r.status(), 303);
     assert_eq!(verdict().await, "authentic");
 }
@@ -469,12 +468,7 @@ async fn reissuing_runs_the_whole_pipeline_again_for_a_sent_certificate() {
         }
     });
     let (c, csrf) = sign_in(&app).await;
-    let r = c
-        .post(format!("{}/admin/certificates/100500/reissue", app.address))
-        .form(&[("csrf", csrf.as_str()), ("confirm", "yes")])
-        .send()
-        .await
-        .unwrap();
+    let r = act(&app, &c, &csrf, 100500, "reissue", &[]).await;
     assert_eq!(r.status(), 303);
     let mails = app.wait_for_mail(2, Duration::from_secs(20)).await;
     assert_eq!(mails.len(), 2);

@@ -112,6 +112,23 @@ async fn wait_for_url(c: &Client, pred: impl Fn(&url::Url) -> bool) {
     );
 }
 
+/// Opens the home page, picks `file` in the photo field and submits it.
+async fn upload(c: &Client, app: &TestApp, file: &std::path::Path) {
+    c.goto(&format!("{}/", app.address)).await.unwrap();
+    c.find(Locator::Css("#qr"))
+        .await
+        .unwrap()
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[enctype='multipart/form-data'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn issued_app() -> TestApp {
     let app = spawn_app_with(Options {
         extra: vec![
@@ -152,19 +169,7 @@ async fn a_visitor_checks_a_certificate_by_code_and_by_photo() {
     let dir = tempfile::tempdir().unwrap();
     let photo = dir.path().join("qr.png");
     std::fs::write(&photo, QrMatrix::encode("S.100500.7").to_png(7)).unwrap();
-    c.goto(&format!("{}/", app.address)).await.unwrap();
-    c.find(Locator::Css("#qr"))
-        .await
-        .unwrap()
-        .send_keys(photo.to_str().unwrap())
-        .await
-        .unwrap();
-    c.find(Locator::Css("form[enctype='multipart/form-data'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    upload(&c, &app, &photo).await;
     assert_eq!(text_of(&c, "#verdict").await, "Сертификат подлинный");
     assert!(
         c.current_url()
@@ -177,19 +182,7 @@ async fn a_visitor_checks_a_certificate_by_code_and_by_photo() {
     // Upload a text file.
     let notes = dir.path().join("notes.txt");
     std::fs::write(&notes, "не картинка").unwrap();
-    c.goto(&format!("{}/", app.address)).await.unwrap();
-    c.find(Locator::Css("#qr"))
-        .await
-        .unwrap()
-        .send_keys(notes.to_str().unwrap())
-        .await
-        .unwrap();
-    c.find(Locator::Css("form[enctype='multipart/form-data'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    upload(&c, &app, &notes).await;
     assert!(text_of(&c, "#error").await.contains("Это не изображение"));
 
     // The refused upload answers 400 on purpose; Chromium logs that status, nothing else may appear.
