@@ -292,12 +292,7 @@ impl Crm {
             json!([format!("qr-{participant_id}.png"), b64]),
         );
         fields.insert("stageId".into(), json!(stage_id));
-        let params = json!({"entityTypeId": self.participant_type, "id": participant_id,
-            "useOriginalUfNames": "Y", "fields": fields});
-        let result = self
-            .client
-            .result("crm.item.update", &params, Idempotent::Yes)
-            .await?;
+        let result = self.update(participant_id, Value::Object(fields)).await?;
         self.check_kept(participant_id, &result);
         Ok(())
     }
@@ -390,15 +385,16 @@ impl Crm {
     pub async fn move_to(&self, participant_id: u64, stage_id: &str) -> Result<(), BitrixError> {
         self.update(participant_id, json!({"stageId": stage_id}))
             .await
+            .map(drop)
     }
 
-    async fn update(&self, participant_id: u64, fields: Value) -> Result<(), BitrixError> {
+    /// `crm.item.update`; its `result` holds the updated item.
+    async fn update(&self, participant_id: u64, fields: Value) -> Result<Value, BitrixError> {
         let params = json!({"entityTypeId": self.participant_type, "id": participant_id,
             "useOriginalUfNames": "Y", "fields": fields});
         self.client
-            .call("crm.item.update", &params, Idempotent::Yes)
+            .result("crm.item.update", &params, Idempotent::Yes)
             .await
-            .map(drop)
     }
 
     /// A timeline comment on the participant, where staff will see it.

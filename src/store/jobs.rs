@@ -205,59 +205,44 @@ impl Store {
         .bind(claimed.job.id)
         .fetch_optional(self.pool())
         .await?;
-        let Some(row) = holder else {
-            // The unique key still guards the race between two instances reading the same entry.
-            let result = sqlx::query(
-                "UPDATE jobs SET dedupe_key = $1, updated_at = $2 \
-                 WHERE id = $3 AND leased_by = $4 AND state = 'running'",
-            )
-            .bind(key)
-            .bind(now_ms())
-            .bind(claimed.job.id)
-            .bind(&claimed.worker)
-            .execute(self.pool())
-            .await;
-            return match result {
-                Ok(done) if done.rows_affected() == 1 => Ok(StageEntry::New),
-                Ok(_) => Ok(StageEntry::Served),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(StageEntry::Served),
-                Err(e) => Err(e).context("failed to bind the job to its stage entry"),
-            };
-        };
-        let state: String = row.try_get("state")?;
-        let mut progress: Progress =
-            serde_json::from_str(&row.try_get::<String, _>("progress")?).unwrap_or_default();
-        if JobState::parse(&state) != JobState::Failed || progress.resumed >= MAX_RESUMES {
-            return Ok(StageEntry::Served);
-        }
-        let old_id: i64 = row.try_get("id")?;
-        progress.resumed += 1;
-        progress.confirmed = true;
-        // A new problem deserves its own comment.
-        progress.problem_commented = false;
-        // Both rows change together or not at all: the key moves with the progress (an e-mail
-        // already sent stays sent), and of two jobs racing for the entry exactly one gets it.
+        // The key moves with the progress (an e-mail already sent stays sent) in one transaction,
+        // and of two jobs racing for the entry exactly one gets it (the unique key guards the rest).
         let mut tx = self.pool().begin().await?;
-        let freed = sqlx::query(
-            "UPDATE jobs SET dedupe_key = $1, updated_at = $2 \
-             WHERE id = $3 AND state = 'failed' AND dedupe_key = $4",
-        )
-        .bind(format!("{key}~{}", claimed.job.id))
-        .bind(now_ms())
-        .bind(old_id)
-        .bind(key)
-        .execute(&mut *tx)
-        .await
-        .context("failed to take over the failed job's stage entry")?;
-        if freed.rows_affected() != 1 {
-            return Ok(StageEntry::Served);
+        let mut inherited = None;
+        if let Some(row) = holder {
+            let state: String = row.try_get("state")?;
+            let mut progress: Progress =
+                serde_json::from_str(&row.try_get::<String, _>("progress")?).unwrap_or_default();
+            if JobState::parse(&state) != JobState::Failed || progress.resumed >= MAX_RESUMES {
+                return Ok(StageEntry::Served);
+            }
+            let freed = sqlx::query(
+                "UPDATE jobs SET dedupe_key = $1, updated_at = $2 \
+                 WHERE id = $3 AND state = 'failed' AND dedupe_key = $4",
+            )
+            .bind(format!("{key}~{}", claimed.job.id))
+            .bind(now_ms())
+            .bind(row.try_get::<i64, _>("id")?)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .context("failed to take over the failed job's stage entry")?;
+            if freed.rows_affected() != 1 {
+                return Ok(StageEntry::Served);
+            }
+            progress.resumed += 1;
+            progress.confirmed = true;
+            // A new problem deserves its own comment.
+            progress.problem_commented = false;
+            inherited = Some(progress);
         }
+        let progress_json = inherited.as_ref().map(serde_json::to_string).transpose()?;
         let bound = sqlx::query(
-            "UPDATE jobs SET dedupe_key = $1, progress = $2, updated_at = $3 \
+            "UPDATE jobs SET dedupe_key = $1, progress = COALESCE($2, progress), updated_at = $3 \
              WHERE id = $4 AND leased_by = $5 AND state = 'running'",
         )
         .bind(key)
-        .bind(serde_json::to_string(&progress)?)
+        .bind(progress_json)
         .bind(now_ms())
         .bind(claimed.job.id)
         .bind(&claimed.worker)
@@ -267,8 +252,8 @@ impl Store {
             Ok(done) if done.rows_affected() == 1 => {
                 tx.commit()
                     .await
-                    .context("failed to take over the stage entry")?;
-                Ok(StageEntry::Resumed(progress))
+                    .context("failed to bind the job to its stage entry")?;
+                Ok(inherited.map_or(StageEntry::New, StageEntry::Resumed))
             }
             Ok(_) => Ok(StageEntry::Served),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(StageEntry::Served),

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use certportal::sandbox::seed;
 use certportal::store::{CertificateStatus, IssuedSnapshot};
 
-use crate::helpers::{Options, TestApp, spawn_app_with};
+use crate::helpers::{Options, TestApp, page_text, spawn_app_with};
 
 const LOGIN: &str = "staff";
 const PASSWORD: &str = "correct horse battery";
@@ -42,14 +42,7 @@ fn csrf_of(html: &str) -> String {
 /// Signs in and returns the client (with its cookie) and the session's CSRF token.
 async fn sign_in(app: &TestApp) -> (reqwest::Client, String) {
     let c = browser();
-    let page = c
-        .get(format!("{}/admin/login", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&c, format!("{}/admin/login", app.address)).await;
     let r = c
         .post(format!("{}/admin/login", app.address))
         .form(&[
@@ -62,14 +55,7 @@ async fn sign_in(app: &TestApp) -> (reqwest::Client, String) {
         .await
         .unwrap();
     assert_eq!(r.status(), 303, "sign-in");
-    let list = c
-        .get(format!("{}/admin/certificates", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let list = page_text(&c, format!("{}/admin/certificates", app.address)).await;
     let csrf = csrf_of(&list);
     assert!(!csrf.is_empty());
     (c, csrf)
@@ -155,14 +141,7 @@ async fn a_wrong_password_is_refused_and_slowed_down() {
     let c = browser();
     let mut times = Vec::new();
     for _ in 0..4 {
-        let page = c
-            .get(format!("{}/admin/login", app.address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = page_text(&c, format!("{}/admin/login", app.address)).await;
         let started = Instant::now();
         let r = c
             .post(format!("{}/admin/login", app.address))
@@ -277,7 +256,7 @@ async fn search_filters_and_pages_give_the_right_rows_over_1000_certificates() {
     let get = |q: String| {
         let c = c.clone();
         let url = format!("{}/admin/certificates?{q}", app.address);
-        async move { c.get(url).send().await.unwrap().text().await.unwrap() }
+        async move { page_text(&c, url).await }
     };
     // Pages of 50, newest number first, no row twice.
     let mut seen = Vec::new();
@@ -386,14 +365,7 @@ async fn resend_sends_one_email_to_the_latest_address_and_is_audited() {
     assert_eq!(mails.len(), 2);
     assert_eq!(mails[1].to, vec!["dmitry.new@example.org".to_string()]);
     assert_eq!(app.stage_of(100501), seed::STAGE_SENT);
-    let page = c
-        .get(format!("{}/admin/certificates/100501", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&c, format!("{}/admin/certificates/100501", app.address)).await;
     assert!(
         page.contains("staff: повторная отправка"),
         "audit entry shown"

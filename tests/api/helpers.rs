@@ -280,6 +280,11 @@ impl TestApp {
     }
 }
 
+/// GETs `url` with `client` and returns the body as text.
+pub async fn page_text(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 pub fn decode_qr_png(bytes: &[u8]) -> Option<String> {
     let img = image::load_from_memory(bytes).ok()?.to_luma8();
     let mut prepared = rqrr::PreparedImage::prepare(img);

@@ -6,7 +6,7 @@ use certportal::render::QrMatrix;
 use certportal::sandbox::{FaultKind, seed};
 use serde_json::Value;
 
-use crate::helpers::{Options, quiet, spawn_app, spawn_app_with};
+use crate::helpers::{Options, page_text, quiet, spawn_app, spawn_app_with};
 
 fn check<'a>(v: &'a Value, name: &str) -> &'a Value {
     v["checks"]
@@ -165,15 +165,7 @@ async fn a_crm_that_cannot_be_reached_means_unavailable_never_fake() {
         v["certificate"]["number"], 100500,
         "the registry's record is shown"
     );
-    let page = app
-        .http
-        .get(format!("{}/verify?code=S.100500.7", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&app.http, format!("{}/verify?code=S.100500.7", app.address)).await;
     assert!(
         page.contains("Проверить сейчас не удалось") && page.contains("не сверены"),
         "{page}"
@@ -306,15 +298,7 @@ async fn an_uploaded_qr_photo_leads_to_the_result_page() {
     let r = upload(&app, "qr.png", QrMatrix::encode("S.100500.7").to_png(5)).await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/verify?code=S.100500.7");
-    let page = app
-        .http
-        .get(format!("{}/verify?code=S.100500.7", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&app.http, format!("{}/verify?code=S.100500.7", app.address)).await;
     assert!(
         page.contains("Сертификат подлинный") && page.contains("Иванова А. С."),
         "{page}"
